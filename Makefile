@@ -1,0 +1,34 @@
+# Set-up, tests and the demo. Everything installs into .venv; torch is pinned to the CPU build
+# here (in the install step, not in the package's requirements: GPU clusters bring their own).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH ?= torch==2.13.0
+EXTRAS ?= local,dev
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export RAY_AUTH_MODE ?= disabled
+
+.PHONY: setup test demo lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	touch $@
+
+test: setup
+	$(VENV)/bin/ruff check src tests jobs benchmarks
+	$(VENV)/bin/pytest
+
+demo: setup
+	$(VENV)/bin/raysynth run jobs/configs/local.yaml
+
+lint: setup
+	$(VENV)/bin/ruff check src tests jobs benchmarks
+	$(VENV)/bin/ruff format --check src tests jobs benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

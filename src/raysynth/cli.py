@@ -1,0 +1,94 @@
+"""The `raysynth` command. Heavy libraries are imported inside each command, so `--help`
+answers at once."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from raysynth.errors import RaysynthError
+
+FORMATS = ("conll", "pubtator", "brat", "jsonl", "parquet")
+SCHEMES = ("IOB1", "IOB2", "BIOES")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="raysynth",
+        description="Synthetic clinical notes -> LLM annotation -> NER fine-tuning -> "
+        "evaluation on real text, as Ray jobs.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    convert = commands.add_parser(
+        "convert",
+        help="convert an annotated corpus between formats",
+        description="Convert a corpus between CoNLL (IOB1/IOB2/BIOES), PubTator, BRAT, JSONL "
+        "and Parquet. Formats are guessed from the names (.tsv/.conll/.iob: CoNLL; "
+        ".pubtator or *_corpus.txt: PubTator; .jsonl; .parquet or a folder of shards; "
+        "a folder or .ann: BRAT) unless given.",
+    )
+    convert.add_argument("input", help="corpus file or folder")
+    convert.add_argument("output", help="file or folder to write")
+    convert.add_argument("--from", dest="source_format", choices=FORMATS, help="input format")
+    convert.add_argument("--to", dest="target_format", choices=FORMATS, help="output format")
+    convert.add_argument("--scheme", choices=SCHEMES, default="IOB2", help="input CoNLL tags")
+    convert.add_argument("--out-scheme", choices=SCHEMES, default="IOB2", help="output CoNLL tags")
+    convert.add_argument(
+        "--label-map", help="preset (ncbi-disease) or FROM=TO,FROM=TO applied to labels"
+    )
+    convert.set_defaults(handler=_convert)
+
+    run = commands.add_parser(
+        "run",
+        help="run every stage from one config",
+        description="Run the pipeline from a YAML config and print where the results are.",
+    )
+    run.add_argument("config", help="run config (YAML), e.g. jobs/configs/local.yaml")
+    run.set_defaults(handler=_run)
+    return parser
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from raysynth.corpus import ReadReport, parse_label_map, read_documents, write_documents
+
+    read_report = ReadReport()
+    docs = read_documents(
+        args.input,
+        args.source_format,
+        scheme=args.scheme,
+        label_map=parse_label_map(args.label_map),
+        report=read_report,
+    )
+    written = write_documents(docs, args.output, args.target_format, scheme=args.out_scheme)
+    print(f"read {args.input}: {read_report.summary()}")
+    print(f"wrote {args.output}: {written.summary()}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from raysynth.config import load_config
+    from raysynth.pipeline import run
+
+    result = run(load_config(args.config))
+    print(f"\nrun directory: {result.run_dir}")
+    print(f"manifest:      {result.run_dir / 'manifest.json'}")
+    for name, path in result.test_sets.items():
+        print(f"test set {name}: {path}")
+    if result.missing:
+        print(f"stages not implemented yet (skipped): {', '.join(result.missing)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (RaysynthError, ValueError) as err:
+        print(f"raysynth: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
