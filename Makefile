@@ -20,15 +20,15 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: setup
-	$(VENV)/bin/ruff check src tests jobs benchmarks
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 
 demo: setup
 	$(VENV)/bin/raysynth run jobs/configs/local.yaml
 
 lint: setup
-	$(VENV)/bin/ruff check src tests jobs benchmarks
-	$(VENV)/bin/ruff format --check src tests jobs benchmarks
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
