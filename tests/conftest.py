@@ -63,3 +63,14 @@ def tiny_bert(tmp_path_factory) -> Path:
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory):
+    """One llama.cpp server with the bundled SmolLM2-135M-Instruct GGUF for the whole session
+    (raysynth.llm.local_server.LocalServer: base_url, endpoint config, log_path)."""
+    from raysynth.llm.config import LocalBackend
+    from raysynth.llm.local_server import local_server
+
+    with local_server(LocalBackend(threads=2), tmp_path_factory.mktemp("llama-server")) as server:
+        yield server

