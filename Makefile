@@ -6,7 +6,6 @@ TORCH ?= torch==2.13.0
 EXTRAS ?= local,dev
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
-export RAY_AUTH_MODE ?= disabled
 
 .PHONY: setup test demo lint clean
 

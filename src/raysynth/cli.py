@@ -47,6 +47,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("config", help="run config (YAML), e.g. jobs/configs/local.yaml")
     run.set_defaults(handler=_run)
+
+    train = commands.add_parser(
+        "train",
+        help="fine-tune the NER model (the config's train section)",
+        description="Fine-tune a Hugging Face token-classification model with Ray Train on the "
+        "run's annotations (or train.data), select it on dev F1, and write <run>/model and "
+        "<run>/train_metrics.json.",
+    )
+    train.add_argument("config", help="run config (YAML) with a train section")
+    train.set_defaults(handler=_train)
     return parser
 
 
@@ -74,10 +84,28 @@ def _run(args: argparse.Namespace) -> int:
     result = run(load_config(args.config))
     print(f"\nrun directory: {result.run_dir}")
     print(f"manifest:      {result.run_dir / 'manifest.json'}")
-    for name, path in result.test_sets.items():
-        print(f"test set {name}: {path}")
+    for stage in result.stages:
+        for name, path in stage.outputs.items():
+            print(f"{stage.name} {name}: {path}")
     if result.missing:
-        print(f"stages not implemented yet (skipped): {', '.join(result.missing)}")
+        print(f"stages not implemented yet: {', '.join(result.missing)}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from raysynth.config import load_config
+    from raysynth.errors import ConfigError
+    from raysynth.runtime import ray_session
+    from raysynth.train.fit import train
+
+    config = load_config(args.config)
+    if config.train is None:
+        raise ConfigError(f"{args.config}: no train section")
+    with ray_session():
+        result = train(config.train, config.run_dir)
+    best = result.metrics["best"]
+    print(f"model:   {result.model_dir} (dev F1 {best['eval_f1']:.4f}, step {best['step']})")
+    print(f"metrics: {result.metrics_path}")
     return 0
 
 

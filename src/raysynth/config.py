@@ -4,6 +4,7 @@ work starts with a message that names it."""
 from __future__ import annotations
 
 from pathlib import Path
+
 import yaml
 from pydantic import Field, ValidationError
 
