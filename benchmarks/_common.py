@@ -1,0 +1,38 @@
+"""Shared bits of the benchmark scripts: where the real corpora are, a local Ray session,
+and the one-JSON-object-on-the-last-line output convention."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("RAYSYNTH_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def start_ray(num_cpus: int = 4) -> None:
+    """A local Ray on loopback, with progress bars off so the output stays readable."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+    )
+    ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+def first_sentences(source: Path, n: int | None, out: Path) -> Path:
+    """The first n sentences of a CoNLL file (all when n is None), for --quick runs."""
+    if n is None:
+        return source
+    blocks = source.read_text(encoding="utf-8").split("\n\n")[:n]
+    out.write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
+    return out
+
+
+def emit(figures: dict) -> None:
+    print(json.dumps(figures, sort_keys=True))
