@@ -21,6 +21,7 @@ from raysynth.alignment import (
     tags_to_entities,
     tags_to_token_spans,
     token_spans_to_tags,
+    window_word_predictions,
     word_predictions,
 )
 from raysynth.documents import Entity
@@ -459,3 +460,19 @@ def test_subword_labels_never_label_special_tokens_wordpiece(wordpiece, case, ma
 @given(case=texts_with_tags(), max_length=st.none() | st.integers(2, 12))
 def test_subword_labels_never_label_special_tokens_minilm(minilm, case, max_length):
     check_subword_alignment(minilm, *case, max_length=max_length)
+
+
+def test_window_word_predictions_takes_the_window_with_most_context():
+    """Words a b c d e, one subword each; window 1 sees a-d, window 2 sees b-e (stride 3).
+    b and c are seen by both: b has context 1 in window 1 and 0 in window 2; c has 1 in each
+    (a tie, so the earlier window); d has 0 in window 1 and 1 in window 2."""
+    words = [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)]
+    specials = [1, 0, 0, 0, 0, 1]
+    w1 = ([(0, 0), (0, 1), (2, 3), (4, 5), (6, 7), (0, 0)], ["O", "B-X", "I-X", "O", "O", "O"])
+    w2 = ([(0, 0), (2, 3), (4, 5), (6, 7), (8, 9), (0, 0)], ["O", "O", "B-Y", "I-Y", "O", "O"])
+    windows = [(w1[0], w1[1], specials), (w2[0], w2[1], specials)]
+    tags, missing = window_word_predictions(windows, words)
+    assert tags == ["B-X", "I-X", "O", "I-Y", "O"]
+    assert missing == 0
+    tags, missing = window_word_predictions(windows[:1], words)
+    assert tags == ["B-X", "I-X", "O", "O", "O"] and missing == 1

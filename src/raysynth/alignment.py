@@ -443,17 +443,36 @@ def word_predictions(
     subword_tags: Sequence[str],
     special_mask: Sequence[int] | None = None,
 ) -> tuple[list[str], int]:
+    """Word tags from one window's subword predictions: `window_word_predictions` with a
+    single window. Returns (word tags, words that received no subword)."""
+    return window_word_predictions([(offsets, subword_tags, special_mask)], word_spans)
+
+
+def window_word_predictions(
+    windows: Sequence[tuple[Sequence[tuple[int, int]], Sequence[str], Sequence[int] | None]],
+    word_spans: Sequence[tuple[int, int]],
+) -> tuple[list[str], int]:
     """The one decoder from subword predictions to word tags, for evaluation and prediction.
 
-    Each word takes the predicted tag of its first subword, mirroring how "first" mode trains.
-    A word that received no subword (cut off by truncation) gets "O" and is counted, so a
-    report can say how much of the text the model never saw. Returns (word tags, missing).
+    `windows` holds, per window of a document, (offsets, predicted subword tags, special
+    mask). Each word takes the predicted tag of its first subword, mirroring how "first" mode
+    trains. A word seen by several overlapping windows takes the prediction of the window in
+    which its first subword is farthest from the nearer window edge (most context on both
+    sides); ties go to the earlier window, which also settles a word cut by a window start.
+    A word no window saw gets "O" and is counted, so a report can say how much of the text the
+    model never saw. Returns (word tags, missing).
     """
-    if len(subword_tags) != len(offsets):
-        raise AlignmentError(f"{len(subword_tags)} subword tags for {len(offsets)} subwords")
-    tags: list[str | None] = [None] * len(word_spans)
-    for word, pieces in _group_by_word(_subword_words(offsets, word_spans, special_mask)):
-        if tags[word] is None:
-            tags[word] = subword_tags[pieces[0]]
-    missing = tags.count(None)
-    return [tag if tag is not None else "O" for tag in tags], missing
+    best: list[tuple[int, str] | None] = [None] * len(word_spans)
+    for offsets, subword_tags, special_mask in windows:
+        if len(subword_tags) != len(offsets):
+            raise AlignmentError(f"{len(subword_tags)} subword tags for {len(offsets)} subwords")
+        groups = _group_by_word(_subword_words(offsets, word_spans, special_mask))
+        if not groups:
+            continue
+        first, last = groups[0][1][0], groups[-1][1][-1]
+        for word, pieces in groups:
+            context = min(pieces[0] - first, last - pieces[0])
+            if best[word] is None or context > best[word][0]:
+                best[word] = (context, subword_tags[pieces[0]])
+    missing = best.count(None)
+    return [b[1] if b is not None else "O" for b in best], missing

@@ -66,8 +66,9 @@ def test_two_workers_survive_a_fault_and_export_a_pipeline_model(
     saved = json.loads(result.metrics_path.read_text())
     assert saved["best"] == metrics["best"]
 
-    ner = pipeline("token-classification", model=str(result.model_dir),
-                   aggregation_strategy="simple")
+    ner = pipeline(
+        "token-classification", model=str(result.model_dir), aggregation_strategy="simple"
+    )
     assert set(ner.model.config.id2label.values()) == {"O", "B-Disease", "I-Disease"}
     found = ner("the nurse noted asthma and gout today .")
     assert {e["entity_group"] for e in found} == {"Disease"}
@@ -107,6 +108,5 @@ def test_bad_input_fails_before_workers_start(ray_session, tiny_bert, tmp_path):
         train(config(tmp_path, tmp_path / "no-model"), tmp_path / "r3")
 
     with pytest.raises(ConfigError, match="does not exist"):
-        train(config(tmp_path, tiny_bert, data=CorpusRef(path=tmp_path / "x.tsv")),
-              tmp_path / "r4")
+        train(config(tmp_path, tiny_bert, data=CorpusRef(path=tmp_path / "x.tsv")), tmp_path / "r4")
     assert not (tmp_path / "r1" / "checkpoints").exists()

@@ -92,7 +92,9 @@ def sampling_params(params: SamplingParams) -> dict[str, Any]:
 def _preprocess(row: dict[str, Any], sampling: SamplingParams, backend: VllmBackend) -> dict:
     """The engine's inputs for one row, or an `__inference_error__` that every Ray stage
     passes through untouched, so a bad row becomes an error row instead of a crash."""
-    out: dict[str, Any] = {ROW_KEY: dict(row), ERROR_KEY: ""}
+    # Ray's engine stage writes an integer `request_id` into the row; ours (a string) is kept
+    # in ROW_KEY and replaced here so the column has one type in every row.
+    out: dict[str, Any] = {ROW_KEY: dict(row), ERROR_KEY: "", "request_id": -1}
     try:
         out["sampling_params"] = sampling_params(sampling.for_row(row))
     except ValidationError as err:
