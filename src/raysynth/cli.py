@@ -57,6 +57,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("config", help="run config (YAML) with a train section")
     train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a model on real test sets (Ray Data batch inference)",
+        description="Run a token-classification model over real test sets with Ray Data, "
+        "write the predictions table and a report (JSON, Markdown, PNG) per test set. With "
+        "CONFIG: the run's model and test_sets; --model and --test override them.",
+    )
+    evaluate.add_argument("config", nargs="?", help="run config (YAML)")
+    evaluate.add_argument("--model", help="Hugging Face model folder")
+    evaluate.add_argument("--test", nargs="+", metavar="PATH", help="test set file(s) or folders")
+    evaluate.add_argument("--format", choices=FORMATS, help="format of the --test files")
+    evaluate.add_argument("--label-map", help="test label -> model label: FROM=TO,FROM=TO")
+    evaluate.add_argument("--out", default="runs/evaluate", help="output folder without CONFIG")
+    evaluate.set_defaults(handler=_evaluate)
+
+    compare = commands.add_parser(
+        "compare",
+        help="one table and a learning curve across runs",
+        description="Compare the evaluation reports of several runs: a Markdown/JSON table and "
+        "a plot of F1 against training corpus size.",
+    )
+    compare.add_argument("runs", nargs="+", help="run directories")
+    compare.add_argument("--out", default="runs/compare", help="output folder")
+    compare.set_defaults(handler=_compare)
     return parser
 
 
@@ -106,6 +131,46 @@ def _train(args: argparse.Namespace) -> int:
     best = result.metrics["best"]
     print(f"model:   {result.model_dir} (dev F1 {best['eval_f1']:.4f}, step {best['step']})")
     print(f"metrics: {result.metrics_path}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from raysynth.config import RunConfig, TestSet, load_config
+    from raysynth.corpus import parse_label_map
+    from raysynth.errors import ConfigError
+    from raysynth.evaluate.job import evaluate
+    from raysynth.runtime import ray_session
+
+    if args.config:
+        config = load_config(args.config)
+    elif args.model and args.test:
+        config = RunConfig(name=Path(args.out).name, storage=Path(args.out).parent)
+    else:
+        raise ConfigError("give a run CONFIG, or both --model and --test")
+    tests = config.test_sets
+    if args.test:
+        tests = [TestSet(name=Path(p).stem, path=Path(p), format=args.format) for p in args.test]
+    cfg = config.evaluate
+    if args.label_map:
+        cfg = cfg.model_copy(update={"label_map": parse_label_map(args.label_map)})
+    model = args.model or cfg.model or str(config.run_dir / "model")
+    with ray_session():
+        results = evaluate(cfg, model, tests, config.run_dir)
+    for result in results:
+        print(f"{result.name}: F1 {result.f1_strict:.4f}; report {result.report['markdown']}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from raysynth.evaluate.compare import collect, write_comparison
+
+    paths = write_comparison(collect([Path(r) for r in args.runs]), Path(args.out))
+    print(Path(paths["markdown"]).read_text(), end="")
+    print(f"table: {paths['markdown']}\nplot:  {paths['learning_curve_png']}")
     return 0
 
 

@@ -10,6 +10,7 @@ from pydantic import Field, ValidationError
 
 from raysynth.config_base import CorpusRef, Strict, describe, resolve_path
 from raysynth.errors import ConfigError
+from raysynth.evaluate.config import EvaluateConfig
 from raysynth.train.config import TrainConfig
 
 
@@ -30,6 +31,9 @@ class RunConfig(Strict):
     storage: Path = Field(default=Path("runs"), description="Folder holding run directories.")
     train: TrainConfig | None = Field(
         default=None, description="Fine-tuning of the NER model (Ray Train)."
+    )
+    evaluate: EvaluateConfig = Field(
+        default_factory=EvaluateConfig, description="Batch inference and scoring (Ray Data)."
     )
     test_sets: list[TestSet] = Field(
         default_factory=list, description="Real test sets the trained model is scored on."
@@ -62,4 +66,5 @@ def load_config(path: str | Path) -> RunConfig:
 def _resolved(config: RunConfig, base: Path) -> RunConfig:
     tests = [t.model_copy(update={"path": resolve_path(base, t.path)}) for t in config.test_sets]
     train = config.train.resolved(base) if config.train else None
-    return config.model_copy(update={"test_sets": tests, "train": train})
+    evaluate = config.evaluate.resolved(base)
+    return config.model_copy(update={"test_sets": tests, "train": train, "evaluate": evaluate})

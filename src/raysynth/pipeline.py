@@ -14,6 +14,7 @@ from pathlib import Path
 
 from raysynth.config import RunConfig
 from raysynth.corpus import ReadReport, parse_label_map, read_documents, write_documents
+from raysynth.runtime import ray_session
 
 
 @dataclass
@@ -43,8 +44,9 @@ def run(config: RunConfig) -> RunResult:
     result.stages += [
         StageReport(name, "missing", "not implemented yet") for name in ("generate", "annotate")
     ]
-    result.stages.append(_timed("train", lambda: _train(config, run_dir)))
-    result.stages.append(StageReport("evaluate", "missing", "not implemented yet"))
+    with ray_session():  # one Ray session serves every stage that needs one
+        result.stages.append(_timed("train", lambda: _train(config, run_dir)))
+        result.stages.append(_timed("evaluate", lambda: _evaluate(config, run_dir)))
     for stage in result.stages:
         print(f"[{stage.name}] {stage.status} in {stage.seconds:.1f}s: {stage.detail}", flush=True)
     manifest = {
@@ -92,15 +94,34 @@ def _train(config: RunConfig, run_dir: Path) -> StageReport:
             "skipped",
             f"no training data at {source} (the annotate stage writes it; or set train.data)",
         )
-    from raysynth.runtime import ray_session
     from raysynth.train.fit import train
 
-    with ray_session():
-        trained = train(config.train, run_dir)
+    trained = train(config.train, run_dir)
     best = trained.metrics["best"]
     return StageReport(
         "train",
         "done",
         f"dev F1 {best['eval_f1']:.4f} at step {best['step']}",
         outputs={"model": str(trained.model_dir), "metrics": str(trained.metrics_path)},
+    )
+
+
+def _evaluate(config: RunConfig, run_dir: Path) -> StageReport:
+    if not config.test_sets:
+        return StageReport("evaluate", "skipped", "no test_sets in the config")
+    model = config.evaluate.model or str(run_dir / "model")
+    if not (Path(model) / "config.json").is_file():
+        return StageReport(
+            "evaluate",
+            "skipped",
+            f"no model at {model} (the train stage writes it; or set evaluate.model)",
+        )
+    from raysynth.evaluate.job import evaluate
+
+    results = evaluate(config.evaluate, model, config.test_sets, run_dir)
+    return StageReport(
+        "evaluate",
+        "done",
+        "; ".join(f"{r.name}: F1 {r.f1_strict:.4f}" for r in results),
+        outputs={f"{r.name} report": str(r.report["markdown"]) for r in results},
     )

@@ -98,6 +98,10 @@ PREDICTIONS = pa.schema(
         pa.field("tokens", pa.list_(pa.string())),
         pa.field("gold_tags", pa.list_(pa.string())),
         pa.field("pred_tags", pa.list_(pa.string())),
+        # What the tag-level scores could not see in this document (see evaluate.predict).
+        pa.field("unscored_gold", pa.int32()),
+        pa.field("unseen_words", pa.int32()),
+        pa.field("gold_conflicts", pa.int32()),
     ]
 )
 

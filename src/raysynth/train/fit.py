@@ -16,18 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from raysynth.config_base import CorpusRef
+from raysynth.dataset import label_map_for, load_documents
 from raysynth.errors import ConfigError
 from raysynth.train.config import TrainConfig
-from raysynth.train.data import (
-    column_totals,
-    in_dev,
-    label_map_for,
-    labels_in,
-    load_documents,
-)
+from raysynth.train.data import column_totals, in_dev, labels_in
 from raysynth.train.features import COUNT_COLUMNS, Featurizer, label_list
 
-# Test-only: make the first worker raise once at this global step (see loop._RunLog).
+# Test-only: make the first worker raise once at this global step (see loop._FaultOnce).
 FAULT_ENV = "RAYSYNTH_TEST_FAULT_AT_STEP"
 
 

@@ -1,0 +1,41 @@
+"""The `evaluate` section of a run config: how the trained model is run over the test sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from raysynth.config_base import Strict, resolve_path
+
+
+class EvaluateConfig(Strict):
+    """Batch inference with Ray Data and scoring on real, human-annotated test sets."""
+
+    model: str | None = Field(
+        default=None, description="Model folder; default: the run's model/ (the train stage's)."
+    )
+    batch_size: int = Field(default=32, ge=1, description="Documents per inference batch.")
+    actors: int = Field(default=2, ge=1, description="Inference actors (one model each).")
+    use_gpu: bool = Field(default=False, description="One GPU per inference actor.")
+    cpus_per_actor: float = Field(default=1, gt=0, description="CPUs reserved per actor.")
+    max_length: int = Field(default=128, ge=16, description="Subwords per window.")
+    stride: int = Field(
+        default=32, ge=0, description="Subwords shared by consecutive windows of a long text."
+    )
+    label_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Test-set label -> model label (e.g. Chemical: DRUG); applied to gold.",
+    )
+    bootstrap: int = Field(
+        default=1000, ge=0, description="Bootstrap replicates for the F1 interval (0: none)."
+    )
+    seed: int = Field(default=0, description="Seed of the bootstrap.")
+    examples: int = Field(
+        default=5, ge=0, description="Error examples kept per error kind in the report."
+    )
+
+    def resolved(self, base: Path) -> EvaluateConfig:
+        if self.model and (base / self.model).exists():
+            return self.model_copy(update={"model": str(resolve_path(base, Path(self.model)))})
+        return self

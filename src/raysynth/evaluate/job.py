@@ -1,0 +1,123 @@
+"""`raysynth evaluate`: Ray Data batch inference over each test set, the `predictions` table,
+and a scored report per test set.
+
+Two streaming passes per test set: inference writes the predictions as Parquet shards, then a
+scoring pass reads them back and sums one small tally per batch, so neither the driver nor any
+actor holds the whole set.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from raysynth.config import TestSet
+from raysynth.dataset import load_documents
+from raysynth.errors import ConfigError
+from raysynth.evaluate.config import EvaluateConfig
+from raysynth.evaluate.predict import Predictor
+from raysynth.evaluate.report import build_report, write_report
+from raysynth.evaluate.tally import Tally, tally_batch
+
+
+@dataclass
+class Evaluation:
+    name: str
+    f1_strict: float
+    predictions: Path
+    report: dict[str, Path] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def model_labels(model_dir: str) -> list[str]:
+    """The entity types a model folder predicts, read from its config (no weights loaded)."""
+    config_path = Path(model_dir) / "config.json"
+    if not config_path.is_file():
+        raise ConfigError(
+            f"evaluate.model: {model_dir} is not a Hugging Face model folder "
+            "(no config.json); train first or set evaluate.model"
+        )
+    id2label = json.loads(config_path.read_text())["id2label"].values()
+    return sorted({tag.split("-", 1)[1] for tag in id2label if "-" in tag})
+
+
+def evaluate(
+    cfg: EvaluateConfig, model_dir: str, tests: list[TestSet], run_dir: Path
+) -> list[Evaluation]:
+    labels = model_labels(model_dir)
+    for test in tests:
+        if "://" not in str(test.path) and not Path(test.path).exists():
+            raise ConfigError(f"test_sets: {test.name}: {test.path} does not exist")
+    return [_one(cfg, model_dir, labels, test, run_dir) for test in tests]
+
+
+def _one(
+    cfg: EvaluateConfig, model_dir: str, labels: list[str], test: TestSet, run_dir: Path
+) -> Evaluation:
+    started = time.monotonic()
+    docs, read = load_documents(test)
+    if docs is None:
+        raise ConfigError(f"test_sets: {test.name}: {test.path} has no documents")
+    out = run_dir / "predictions" / test.name
+    _predict(cfg, model_dir, test, docs).write_parquet(str(out))
+    tally = _tally(cfg, labels, out)
+    if tally.docs != read.used:
+        raise RuntimeError(f"{test.name}: {read.used} documents in, {tally.docs} scored")
+    meta = {
+        "model": model_dir,
+        "path": str(test.path),
+        "model_labels": labels,
+        "label_map": dict(cfg.label_map),
+    }
+    report = build_report(test.name, tally, meta)
+    paths = write_report(report, run_dir / "report" / test.name)
+    f1 = report["scores"]["seqeval_strict"]["overall"]["f1"]
+    print(
+        f"[evaluate] {test.name}: {tally.docs} documents, strict F1 {f1:.4f} "
+        f"(95% CI {report['f1_strict_95ci']}) -> {paths['markdown']}",
+        flush=True,
+    )
+    return Evaluation(test.name, f1, out, paths, round(time.monotonic() - started, 2))
+
+
+def _predict(cfg: EvaluateConfig, model_dir: str, test: TestSet, docs: Any) -> Any:
+    from ray.data import ActorPoolStrategy
+
+    from raysynth.dataset import label_map_for
+
+    kwargs = {
+        "model_path": model_dir,
+        "max_length": cfg.max_length,
+        "stride": cfg.stride,
+        "label_map": label_map_for(test, cfg.label_map),
+        "use_gpu": cfg.use_gpu,
+    }
+    return docs.map_batches(
+        Predictor,
+        fn_constructor_kwargs=kwargs,
+        batch_size=cfg.batch_size,
+        compute=ActorPoolStrategy(size=cfg.actors),
+        num_cpus=cfg.cpus_per_actor,
+        num_gpus=1 if cfg.use_gpu else 0,
+    )
+
+
+def _tally(cfg: EvaluateConfig, labels: list[str], predictions: Path) -> Tally:
+    import ray.data
+
+    kwargs = {
+        "model_labels": labels,
+        "replicates": cfg.bootstrap,
+        "seed": cfg.seed,
+        "max_examples": cfg.examples,
+    }
+    total = Tally()
+    ds = ray.data.read_parquet(str(predictions)).map_batches(
+        tally_batch, fn_kwargs=kwargs, batch_size=256
+    )
+    for row in ds.iter_rows():
+        total.merge(Tally.from_json(row["tally"]), cfg.examples)
+    return total

@@ -1,0 +1,129 @@
+"""Test documents -> predictions: windows with stride over each text, a token-classification
+model, and the one decoder of `raysynth.alignment` back to the test set's own tokens and to
+character spans.
+
+`Predictor` is a plain callable (model loaded once in `__init__`), run by Ray Data in an actor
+pool and directly by tests. Input columns: `doc_id`, `text`, `entities` (gold), `tokens` and
+`token_spans` (null: default tokenization). Output: the `predictions` table of
+`raysynth.schema`, whose count columns say what of a document the tag-level scores could not
+see: `unscored_gold` (gold of a type the model lacks), `unseen_words` (words no window
+reached) and `gold_conflicts` (nested or overlapping gold spans, which one tag sequence cannot
+hold; the span scores still use every gold span).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from raysynth.alignment import (
+    default_tokenize,
+    entities_to_tags,
+    tags_to_entities,
+    window_word_predictions,
+)
+from raysynth.documents import Entity
+from raysynth.schema import PREDICTIONS
+
+WINDOWS_PER_FORWARD = 64  # bounds memory on a very long document
+
+
+class Predictor:
+    def __init__(
+        self,
+        model_path: str,
+        max_length: int,
+        stride: int,
+        label_map: dict[str, str] | None = None,
+        use_gpu: bool = False,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+        self.torch = torch
+        self.device = torch.device("cuda" if use_gpu else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.model = AutoModelForTokenClassification.from_pretrained(model_path)
+        self.model.to(self.device).eval()
+        self.id2label = {int(i): tag for i, tag in self.model.config.id2label.items()}
+        self.model_labels = {tag.split("-", 1)[1] for tag in self.id2label.values() if "-" in tag}
+        self.label_map = label_map or {}
+        self.max_length = max_length
+        self.stride = stride
+
+    def __call__(self, batch: dict[str, Any]) -> pa.Table:
+        """A batch of documents -> an Arrow table with the `predictions` schema (a fixed
+        schema, so every shard has the same types whatever a batch contains)."""
+        texts = [str(t) for t in batch["text"]]
+        windows = self._windows(texts)
+        rows = [
+            self._row(doc_id, text, gold, tokens, spans, windows[i])
+            for i, (doc_id, text, gold, tokens, spans) in enumerate(
+                zip(
+                    batch["doc_id"],
+                    texts,
+                    batch["entities"],
+                    batch["tokens"],
+                    batch["token_spans"],
+                    strict=True,
+                )
+            )
+        ]
+        return pa.Table.from_pylist(rows, schema=PREDICTIONS)
+
+    def _windows(self, texts: list[str]) -> list[list[tuple[list, list[str], list[int]]]]:
+        """Per document, its windows as (offsets, predicted subword tags, special mask)."""
+        enc = self.tokenizer(
+            texts,
+            max_length=self.max_length,
+            stride=self.stride,
+            truncation=True,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+        )
+        ids = enc["input_ids"]
+        tags: list[list[str]] = []
+        for start in range(0, len(ids), WINDOWS_PER_FORWARD):
+            tags += self._predict(ids[start : start + WINDOWS_PER_FORWARD])
+        per_doc: list[list] = [[] for _ in texts]
+        for w, doc in enumerate(enc["overflow_to_sample_mapping"]):
+            per_doc[doc].append((enc["offset_mapping"][w], tags[w], enc["special_tokens_mask"][w]))
+        return per_doc
+
+    def _predict(self, ids: list[list[int]]) -> list[list[str]]:
+        padded = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt")
+        with self.torch.inference_mode():
+            logits = self.model(**{k: v.to(self.device) for k, v in padded.items()}).logits
+        best = logits.argmax(-1).tolist()
+        return [
+            [self.id2label[i] for i in row[: len(seq)]] for row, seq in zip(best, ids, strict=True)
+        ]
+
+    def _row(self, doc_id, text, gold, tokens, spans, windows) -> dict[str, Any]:
+        word_spans = [(int(s), int(e)) for s, e in spans] if spans is not None else None
+        word_spans = word_spans if word_spans is not None else default_tokenize(text)
+        words = list(tokens) if tokens is not None else [text[s:e] for s, e in word_spans]
+        gold_entities = [self._gold(e) for e in gold] if gold is not None else []
+        scored = [e for e in gold_entities if e.label in self.model_labels]
+        gold_tags, aligned = entities_to_tags(scored, word_spans)
+        pred_tags, unseen = window_word_predictions(windows, word_spans)
+        pred_entities, _ = tags_to_entities(pred_tags, word_spans, text)
+        return {
+            "doc_id": str(doc_id),
+            "text": text,
+            "gold": [e.to_row() for e in gold_entities],
+            "pred": [e.to_row() for e in pred_entities],
+            "tokens": words,
+            "gold_tags": gold_tags,
+            "pred_tags": pred_tags,
+            "unscored_gold": len(gold_entities) - len(scored),
+            "unseen_words": unseen,
+            "gold_conflicts": aligned.conflicts,
+        }
+
+    def _gold(self, raw: Any) -> Entity:
+        entity = raw if isinstance(raw, Entity) else Entity.from_row(raw)
+        label = self.label_map.get(entity.label, entity.label)
+        return Entity(entity.start, entity.end, label, entity.text, entity.source, entity.fragments)
