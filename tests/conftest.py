@@ -74,3 +74,83 @@ def llama_server(tmp_path_factory):
 
     with local_server(LocalBackend(threads=2), tmp_path_factory.mktemp("llama-server")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_ner(tiny_bert, tmp_path_factory) -> Path:
+    """The tiny BERT taught, in one plain process, to tag the diseases of the easy corpus
+    (tests.helpers): a model whose predictions are right, for tests of inference plumbing."""
+    import torch
+    from transformers import (
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+        DataCollatorForTokenClassification,
+        Trainer,
+        TrainingArguments,
+    )
+
+    from raysynth.corpus import read_documents
+    from raysynth.train.features import Featurizer, label_list
+    from tests.helpers import write_easy_corpus
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny_ner")
+    corpus = write_easy_corpus(folder / "train.tsv", 400, seed=7)
+    featurizer = Featurizer(str(tiny_bert), ["Disease"], {}, max_length=64, stride=8)
+    rows = [
+        w
+        for d in read_documents(corpus)
+        for w, _ in featurizer.windows(d.text, d.entities, d.token_spans)
+    ]
+    labels = label_list(["Disease"])
+    model = AutoModelForTokenClassification.from_pretrained(
+        tiny_bert,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={t: i for i, t in enumerate(labels)},
+    )
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    args = TrainingArguments(
+        output_dir=str(folder / "out"),
+        num_train_epochs=8,
+        learning_rate=5e-3,
+        per_device_train_batch_size=16,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+        seed=0,
+    )
+    Trainer(
+        model=model,
+        args=args,
+        train_dataset=rows,
+        data_collator=DataCollatorForTokenClassification(tokenizer),
+    ).train()
+    model.save_pretrained(folder / "model")
+    tokenizer.save_pretrained(folder / "model")
+    return folder / "model"
+
+
+@pytest.fixture(scope="session")
+def tiny_ner_random(tiny_bert, tmp_path_factory) -> Path:
+    """The tiny BERT with a random token-classification head over O/B-Disease/I-Disease:
+    untrained, so its tags are arbitrary but fixed, which is all a comparison of two
+    scoring paths needs."""
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from raysynth.train.features import label_list
+
+    torch.manual_seed(1)
+    labels = label_list(["Disease"])
+    model = AutoModelForTokenClassification.from_pretrained(
+        tiny_bert,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={t: i for i, t in enumerate(labels)},
+    )
+    folder = tmp_path_factory.mktemp("tiny_ner_random")
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(folder)
+    return folder

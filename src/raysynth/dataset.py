@@ -18,6 +18,7 @@ from raysynth.corpus import guess_format, parse_label_map, read_documents
 from raysynth.errors import ConfigError
 from raysynth.schema import DOCUMENTS, STATUS_OK
 
+BLOCK_ROWS = 256
 DOC_COLUMNS = ("doc_id", "text", "entities", "tokens", "token_spans")
 
 
@@ -43,7 +44,9 @@ def load_documents(ref: CorpusRef) -> tuple[Any, SourceCounts]:
     if (ref.format or guess_format(ref.path)) != "parquet":
         rows = [d.to_row() for d in read_documents(ref.path, ref.format, scheme=ref.scheme)]
         table = pa.Table.from_pylist(rows, schema=DOCUMENTS).select(list(DOC_COLUMNS))
-        return ray.data.from_arrow(table) if rows else None, SourceCounts(*[len(rows)] * 2, 0)
+        # Several blocks, so that an actor pool downstream has work for every actor.
+        blocks = [table.slice(i, BLOCK_ROWS) for i in range(0, len(table), BLOCK_ROWS)]
+        return ray.data.from_arrow(blocks) if rows else None, SourceCounts(*[len(rows)] * 2, 0)
     ds = ray.data.read_parquet(str(ref.path))
     total = ds.count()
     has_status = "status" in ds.schema().names

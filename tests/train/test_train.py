@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -12,29 +11,13 @@ from raysynth.config_base import CorpusRef
 from raysynth.errors import ConfigError
 from raysynth.train.config import TrainConfig
 from raysynth.train.fit import FAULT_ENV, train
-
-DISEASES = ["asthma", "diabetes", "gout", "migraine", "anemia", "psoriasis", "colitis", "lupus"]
-OTHERS = ["aspirin", "insulin", "the", "clinic", "nurse", "today", "a", "report", "scan"]
-
-
-def write_corpus(path: Path, n: int, seed: int) -> Path:
-    """Sentences like `the nurse noted asthma and gout today .`: easy enough that a tiny
-    model learns to tag the diseases in a few dozen steps."""
-    rng = random.Random(seed)
-    lines = []
-    for _ in range(n):
-        words = [(w, "O") for w in rng.sample(OTHERS, 3)]
-        for disease in rng.sample(DISEASES, rng.randint(1, 2)):
-            words.insert(rng.randint(0, len(words)), (disease, "B-Disease"))
-        lines += [f"{w}\t{t}" for w, t in words] + [".\tO", ""]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+from tests.helpers import write_easy_corpus
 
 
 def config(tmp_path: Path, model: Path, **overrides) -> TrainConfig:
     fields = {
-        "data": CorpusRef(path=write_corpus(tmp_path / "train.tsv", 192, seed=1)),
-        "dev": CorpusRef(path=write_corpus(tmp_path / "dev.tsv", 32, seed=2)),
+        "data": CorpusRef(path=write_easy_corpus(tmp_path / "train.tsv", 192, seed=1)),
+        "dev": CorpusRef(path=write_easy_corpus(tmp_path / "dev.tsv", 32, seed=2)),
         "labels": ["Disease"],
         "model": str(model),
         "epochs": 4,
