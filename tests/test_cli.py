@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def raysynth(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     exe = shutil.which("raysynth", path=str(Path(sys.executable).parent)) or "raysynth"
-    return subprocess.run([exe, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    return subprocess.run(
+        [exe, *args], capture_output=True, text=True, cwd=cwd, timeout=600, env=env
+    )
 
 
 def test_help_is_fast_and_lists_commands():
@@ -67,3 +71,27 @@ def test_run_config_error_names_the_field(tmp_path):
     result = raysynth("run", str(config))
     assert result.returncode == 2
     assert "test_sets.0.path" in result.stderr and "test_sets.0.pth" in result.stderr
+
+
+def test_evaluate_and_compare_commands(shared_data, tiny_ner_random, tmp_path):
+    blocks = (shared_data / "ncbi_disease/conll/devel.tsv").read_text().split("\n\n")[:40]
+    sample = tmp_path / "dev.tsv"
+    sample.write_text("\n\n".join(blocks) + "\n\n")
+    out = tmp_path / "runs" / "ev"
+    result = raysynth(
+        "evaluate", "--model", str(tiny_ner_random), "--test", str(sample), "--out", str(out)
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "dev: F1" in result.stdout
+    report = json.loads((out / "report" / "dev" / "report.json").read_text())
+    assert report["documents"]["total"] == 40
+    compared = raysynth("compare", str(out), "--out", str(tmp_path / "cmp"))
+    assert compared.returncode == 0, compared.stderr[-2000:]
+    assert "| ev | dev |" in compared.stdout
+    assert (tmp_path / "cmp" / "learning_curve.png").stat().st_size > 0
+
+
+def test_evaluate_without_model_or_config_is_a_clear_error(tmp_path):
+    result = raysynth("evaluate", "--test", str(tmp_path / "x.tsv"))
+    assert result.returncode == 2
+    assert "give a run CONFIG, or both --model and --test" in result.stderr

@@ -10,7 +10,6 @@ site, not a hidden side effect of building.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -111,12 +110,13 @@ def _http_stage(
         backend.tokens_per_minute,
         backend.burst_seconds,
     )
-    # Enough concurrent batches per actor to keep max_in_flight requests going.
-    calls = max(1, math.ceil(backend.max_in_flight / backend.batch_size))
+    # A batch ends when its slowest row does; so that one slow row never idles the other
+    # slots, each actor takes up to max_in_flight batches at once and its semaphore, not the
+    # batching, bounds the requests in flight.
     compute = ActorPoolStrategy(
         size=backend.concurrency,
-        max_concurrent_calls_per_actor=calls,
-        max_tasks_in_flight_per_actor=2 * calls,
+        max_concurrent_calls_per_actor=backend.max_in_flight,
+        max_tasks_in_flight_per_actor=2 * backend.max_in_flight,
     )
     kwargs = dict(
         backend=backend,
