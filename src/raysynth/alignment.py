@@ -17,7 +17,7 @@ import re
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Literal
+from typing import Any, Literal
 
 from raysynth.documents import Entity
 from raysynth.errors import AlignmentError, ConfigError
@@ -435,6 +435,22 @@ def subword_labels(
         for position, index in enumerate(pieces):
             labels[index] = _label_id(_piece_tag(tag, position, len(pieces)), label2id)
     return labels
+
+
+def tokenize_windows(tokenizer: Any, text: str | list[str], max_length: int, stride: int) -> Any:
+    """A text (or a batch of texts) cut into windows of at most `max_length` subwords, each
+    overlapping the previous one by `stride`, with the offsets and special-token masks that
+    `subword_labels` and `window_word_predictions` need. The one definition of a window,
+    shared by training and evaluation; `tokenizer` is a Hugging Face fast tokenizer."""
+    return tokenizer(
+        text,
+        max_length=max_length,
+        stride=stride,
+        truncation=True,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+    )
 
 
 def word_predictions(

@@ -21,6 +21,7 @@ from raysynth.alignment import (
     default_tokenize,
     entities_to_tags,
     tags_to_entities,
+    tokenize_windows,
     window_word_predictions,
 )
 from raysynth.documents import Entity
@@ -74,15 +75,7 @@ class Predictor:
 
     def _windows(self, texts: list[str]) -> list[list[tuple[list, list[str], list[int]]]]:
         """Per document, its windows as (offsets, predicted subword tags, special mask)."""
-        enc = self.tokenizer(
-            texts,
-            max_length=self.max_length,
-            stride=self.stride,
-            truncation=True,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            return_special_tokens_mask=True,
-        )
+        enc = tokenize_windows(self.tokenizer, texts, self.max_length, self.stride)
         ids = enc["input_ids"]
         tags: list[list[str]] = []
         for start in range(0, len(ids), WINDOWS_PER_FORWARD):

@@ -19,6 +19,7 @@ from raysynth.alignment import (
     default_tokenize,
     entities_to_tags,
     subword_labels,
+    tokenize_windows,
 )
 from raysynth.documents import Entity
 
@@ -76,15 +77,7 @@ class Featurizer:
         word_spans = word_spans or default_tokenize(text)
         ents = [self._entity(e) for e in entities if e is not None] if entities is not None else []
         tags, report = entities_to_tags(ents, word_spans)
-        enc = self.tokenizer(
-            text,
-            max_length=self.max_length,
-            stride=self.stride,
-            truncation=True,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            return_special_tokens_mask=True,
-        )
+        enc = tokenize_windows(self.tokenizer, text, self.max_length, self.stride)
         result = []
         for ids, mask, offsets, special in zip(
             enc["input_ids"],
