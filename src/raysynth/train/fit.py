@@ -71,6 +71,9 @@ def train(cfg: TrainConfig, run_dir: Path) -> TrainResult:
         {**featurizer, "label_map": train_map, "mode": cfg.subword_labels},
         cfg.num_workers,
     )
+    # Corpora come grouped (sentences of one abstract, notes of one prompt shard): one global
+    # shuffle, seeded, so that batches mix sources and reruns see the same order.
+    train_features = train_features.random_shuffle(seed=cfg.seed).materialize()
     # Dev is always labelled on first subwords: scores count each word once.
     dev_features = _featurize(dev_docs, {**featurizer, "label_map": dev_map, "mode": "first"}, 1)
     windows = train_features.count()

@@ -22,6 +22,7 @@ from raysynth.alignment import IGNORE_INDEX
 from raysynth.scoring import score_tags
 
 FAULT_ONCE_MARKER = "fault_injected"
+SHUFFLE_BUFFER_BATCHES = 16
 
 
 def train_loop(cfg: dict[str, Any]) -> None:
@@ -47,8 +48,12 @@ def train_loop(cfg: dict[str, Any]) -> None:
         ignore_mismatched_sizes=True,  # a fresh classifier head replaces any old one
     )
     collator = DataCollatorForTokenClassification(tokenizer)
+    # The windows were shuffled once on the driver; the buffer reorders them again within
+    # each epoch, so no two epochs see the same batches.
     train_batches = ray.train.get_dataset_shard("train").iter_torch_batches(
-        batch_size=cfg["batch_size"], collate_fn=partial(_collate, collator)
+        batch_size=cfg["batch_size"],
+        collate_fn=partial(_collate, collator),
+        local_shuffle_buffer_size=cfg["batch_size"] * SHUFFLE_BUFFER_BATCHES,
     )
     dev = [_features(row) for row in ray.train.get_dataset_shard("dev").iter_rows()]
     callbacks = [_Progress(cfg["early_stopping_patience"]), RayTrainReportCallback()]
