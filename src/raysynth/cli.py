@@ -92,6 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("runs", nargs="+", help="run directories")
     compare.add_argument("--out", default="runs/compare", help="output folder")
     compare.set_defaults(handler=_compare)
+
+    from raysynth.llm.commands import register  # light: its handlers import lazily
+
+    register(commands)
     return parser
 
 
