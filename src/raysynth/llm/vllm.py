@@ -3,13 +3,14 @@
 Ray's processor runs chat templating, tokenizing, the engine and detokenizing as actor-pool
 stages, and with `should_continue_on_error` turns a failed row into an `__inference_error__`
 instead of a crash. Its stages write their own columns (`prompt`, `request_id`, ...) into the
-row, so the input row is kept whole under one private key and restored at the end, then the
-engine's outputs are mapped onto the stage's result columns.
+row, so the input row is kept whole (pickled) under one private key and restored at the end,
+then the engine's outputs are mapped onto the stage's result columns.
 """
 
 from __future__ import annotations
 
 import functools
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,9 @@ from raysynth.llm.config import SamplingParams, VllmBackend
 from raysynth.llm.results import error_result, ok_result
 
 ROW_KEY = "_raysynth_row"
+BAD_ROW_KEY = "_raysynth_bad_row"
 ERROR_KEY = "__inference_error__"
+PLACEHOLDER = "."
 # Without a KV cache size, vLLM on CPU reserves 92% of the machine's memory and refuses to
 # start when other processes hold some of it.
 CPU_KV_CACHE_BYTES = 1 << 30
@@ -90,29 +93,45 @@ def sampling_params(params: SamplingParams) -> dict[str, Any]:
 
 
 def _preprocess(row: dict[str, Any], sampling: SamplingParams, backend: VllmBackend) -> dict:
-    """The engine's inputs for one row, or an `__inference_error__` that every Ray stage
-    passes through untouched, so a bad row becomes an error row instead of a crash."""
+    """The engine's inputs for one row. A row that cannot be sent as it is (no text, a bad
+    sampling value) still goes through as a one-token placeholder request, marked with
+    BAD_ROW_KEY and turned into an error row at the end: Ray's stages skip rows marked with
+    `__inference_error__`, and their outputs then lack columns the others have, which makes
+    blocks with and without such rows fail to concatenate."""
     # Ray's engine stage writes an integer `request_id` into the row; ours (a string) is kept
     # in ROW_KEY and replaced here so the column has one type in every row.
-    out: dict[str, Any] = {ROW_KEY: dict(row), ERROR_KEY: "", "request_id": -1}
+    out: dict[str, Any] = {ROW_KEY: _pack(row), BAD_ROW_KEY: "", "request_id": -1}
     try:
-        out["sampling_params"] = sampling_params(sampling.for_row(row))
+        params = sampling.for_row(row)
     except ValidationError as err:
         fields = ", ".join(str(e["loc"][0]) for e in err.errors() if e["loc"])
-        out["sampling_params"] = sampling_params(sampling)
-        out[ERROR_KEY] = f"invalid sampling value in column(s) {fields}"
+        out[BAD_ROW_KEY] = f"invalid sampling value in column(s) {fields}"
+        params = sampling
     messages, prompt = _as_list(row.get("messages")), row.get("prompt")
     if backend.prompt_format == "completion":
-        out["prompt"] = prompt or ""
+        out["prompt"] = prompt or PLACEHOLDER
         if not prompt:
-            out[ERROR_KEY] = out[ERROR_KEY] or "row has no prompt (prompt_format completion)"
+            out[BAD_ROW_KEY] = out[BAD_ROW_KEY] or "row has no prompt (prompt_format completion)"
     else:
         if not messages and prompt:
             messages = [{"role": "user", "content": prompt}]
-        out["messages"] = messages or [{"role": "user", "content": ""}]
+        out["messages"] = messages or [{"role": "user", "content": PLACEHOLDER}]
         if not messages:
-            out[ERROR_KEY] = out[ERROR_KEY] or "row has neither messages nor prompt"
+            out[BAD_ROW_KEY] = out[BAD_ROW_KEY] or "row has neither messages nor prompt"
+    if out[BAD_ROW_KEY]:
+        params = sampling.model_copy(update={"max_tokens": 1})
+    out["sampling_params"] = sampling_params(params)
+    # Ray keeps the input columns beside these in its row struct; blanked, they have one
+    # (null) type in every block whatever each input block held, and ROW_KEY restores them.
+    out.update({key: None for key in row if key not in out})
     return out
+
+
+def _pack(row: dict[str, Any]) -> bytes:
+    """The input row as one opaque value: a nested struct would take each block's own schema
+    of the input (a block without `prompt` values, say) and blocks would no longer
+    concatenate; bytes have one type everywhere. Unpickled only by this job's own `_finish`."""
+    return pickle.dumps(dict(row), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _as_list(value: Any) -> list | None:
@@ -127,8 +146,8 @@ def _keep(row: dict[str, Any]) -> dict[str, Any]:
 
 def _finish(row: dict[str, Any]) -> dict[str, Any]:
     """The input row restored, with the stage's result columns."""
-    out = dict(row[ROW_KEY])
-    error = row.get(ERROR_KEY) or ""
+    out = pickle.loads(row[ROW_KEY])
+    error = row.get(BAD_ROW_KEY) or row.get(ERROR_KEY) or ""
     if error:
         out.update(error_result(f"vLLM: {error[:MAX_REASON_CHARS]}"))
     else:
