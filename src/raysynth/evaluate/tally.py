@@ -124,7 +124,7 @@ def _add_document(
     tally.empty_docs += not str(row["text"]).strip()
     tally.docs_without_gold += not len(row["gold"])
     for name in ("unscored_gold", "unseen_words", "gold_conflicts"):
-        tally.__dict__[name] += int(row[name] or 0)
+        setattr(tally, name, getattr(tally, name) + int(row[name] or 0))
     scores = score([list(row["gold_tags"])], [list(row["pred_tags"])], [gold], [pred])
     for mode in MODES:
         score_set: ScoreSet = getattr(scores, mode)
