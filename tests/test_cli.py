@@ -95,3 +95,12 @@ def test_evaluate_without_model_or_config_is_a_clear_error(tmp_path):
     result = raysynth("evaluate", "--test", str(tmp_path / "x.tsv"))
     assert result.returncode == 2
     assert "give a run CONFIG, or both --model and --test" in result.stderr
+
+
+def test_stage_commands_need_their_config_section(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("name: x\n")
+    for command in ("train", "generate"):
+        result = raysynth(command, str(config))
+        assert result.returncode == 2
+        assert f"no {command} section" in result.stderr

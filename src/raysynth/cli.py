@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from raysynth.errors import RaysynthError
 
@@ -131,15 +132,22 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generate(args: argparse.Namespace) -> int:
+def _config_with(path: str, section: str) -> Any:
+    """The run config at `path`, which must have `section` (generate, train, ...)."""
     from raysynth.config import load_config
     from raysynth.errors import ConfigError
+
+    config = load_config(path)
+    if getattr(config, section) is None:
+        raise ConfigError(f"{path}: no {section} section")
+    return config
+
+
+def _generate(args: argparse.Namespace) -> int:
     from raysynth.generate.stage import generate
     from raysynth.runtime import ray_session
 
-    config = load_config(args.config)
-    if config.generate is None:
-        raise ConfigError(f"{args.config}: no generate section")
+    config = _config_with(args.config, "generate")
     with ray_session():
         result = generate(config.generate, config.run_dir)
     c = result.counts
@@ -152,14 +160,10 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from raysynth.config import load_config
-    from raysynth.errors import ConfigError
     from raysynth.runtime import ray_session
     from raysynth.train.fit import train
 
-    config = load_config(args.config)
-    if config.train is None:
-        raise ConfigError(f"{args.config}: no train section")
+    config = _config_with(args.config, "train")
     with ray_session():
         result = train(config.train, config.run_dir)
     best = result.metrics["best"]
