@@ -8,6 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from raysynth.alignment import tokenize_windows
 from raysynth.config import TestSet
 from raysynth.corpus import read_documents, write_documents
 from raysynth.documents import Document, Entity
@@ -104,14 +105,7 @@ def _text_with_entity_on_window_edge(tokenizer, filler: str, max_length: int, st
     for extra in range(40):
         prefix = filler * 12 + "scan " * extra
         text = prefix + "heart failure today . " + filler * 12
-        enc = tokenizer(
-            text,
-            max_length=max_length,
-            stride=stride,
-            truncation=True,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-        )
+        enc = tokenize_windows(tokenizer, text, max_length, stride)
         start = len(prefix)
         for offsets in enc["offset_mapping"]:
             ends = [e for s, e in offsets if e > s]
