@@ -142,7 +142,7 @@ def plumbing(n: int) -> dict:
                 from raysynth.generate.prompts import row_seed
 
                 row["seed"] = row_seed(row["note_id"])
-                kind, body = build_request(row, backend.model, rec.sampling)
+                kind, body = build_request(row, backend, rec.sampling)
                 key = cache_key(backend.base_url, backend.model, {"kind": kind, **body})
                 text = f"Sentence {row['note_id']} about disease."
                 usage = {"prompt_tokens": 1, "completion_tokens": 1}

@@ -50,7 +50,7 @@ def test_convert_bad_input_exits_2_with_file_and_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_run_local_config_writes_manifest_and_names_missing_stages(shared_data, tmp_path):
+def test_run_without_stage_sections_reads_the_data_and_skips_the_rest(shared_data, tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(
         "name: t\nstorage: " + str(tmp_path / "runs") + "\ntest_sets:\n"
@@ -58,11 +58,18 @@ def test_run_local_config_writes_manifest_and_names_missing_stages(shared_data, 
     )
     result = raysynth("run", str(config))
     assert result.returncode == 0, result.stderr
-    assert "stages not implemented yet: annotate" in result.stdout
+    assert "[annotate] skipped" in result.stdout
     manifest = json.loads((tmp_path / "runs" / "t" / "manifest.json").read_text())
     data = manifest["stages"][0]
     assert data["name"] == "data" and "923 documents" in data["detail"]
-    assert {s["name"]: s["status"] for s in manifest["stages"]}["train"] == "skipped"
+    statuses = {s["name"]: s["status"] for s in manifest["stages"]}
+    assert statuses == {
+        "data": "done",
+        "generate": "skipped",
+        "annotate": "skipped",
+        "train": "skipped",
+        "evaluate": "skipped",
+    }
 
 
 def test_run_config_error_names_the_field(tmp_path):
@@ -100,7 +107,7 @@ def test_evaluate_without_model_or_config_is_a_clear_error(tmp_path):
 def test_stage_commands_need_their_config_section(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("name: x\n")
-    for command in ("train", "generate"):
+    for command in ("train", "generate", "annotate"):
         result = raysynth(command, str(config))
         assert result.returncode == 2
         assert f"no {command} section" in result.stderr

@@ -59,6 +59,22 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("config", help="run config (YAML) with a generate section")
     generate.set_defaults(handler=_generate)
 
+    annotate = commands.add_parser(
+        "annotate",
+        help="label notes with the LLM (the config's annotate section)",
+        description="Prompt the LLM with each strategy, parse and align its answers, merge "
+        "them with the seeds and the dictionary, and write <run>/annotations/ (one shard per "
+        "note shard; a rerun skips finished shards and reuses cached answers). With --gold: "
+        "annotate a human-labeled corpus instead, each strategy alone, and print P/R/F1 per "
+        "strategy (written to <run>/annotator-eval/).",
+    )
+    annotate.add_argument("config", help="run config (YAML) with an annotate section")
+    annotate.add_argument("--gold", metavar="PATH", help="human-labeled corpus to score on")
+    annotate.add_argument("--format", choices=FORMATS, help="format of the --gold corpus")
+    annotate.add_argument("--label-map", help="--gold label -> config label: FROM=TO,...")
+    annotate.add_argument("--limit", type=int, help="--gold: score only the first N documents")
+    annotate.set_defaults(handler=_annotate)
+
     train = commands.add_parser(
         "train",
         help="fine-tune the NER model (the config's train section)",
@@ -97,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     from raysynth.llm.commands import register  # light: its handlers import lazily
 
     register(commands)
+
     return parser
 
 
@@ -127,8 +144,6 @@ def _run(args: argparse.Namespace) -> int:
     for stage in result.stages:
         for name, path in stage.outputs.items():
             print(f"{stage.name} {name}: {path}")
-    if result.missing:
-        print(f"stages not implemented yet: {', '.join(result.missing)}")
     return 0
 
 
@@ -156,6 +171,34 @@ def _generate(args: argparse.Namespace) -> int:
         f"shards written {len(result.shards_written)}, skipped {len(result.shards_skipped)}"
     )
     print(f"notes: {result.notes_dir}\nstats: {result.stats_path}")
+    return 0
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    from raysynth.runtime import ray_session
+
+    config = _config_with(args.config, "annotate")
+    if args.gold:
+        from raysynth.annotate.job import evaluate_annotator, results_table
+        from raysynth.config_base import CorpusRef
+
+        gold = CorpusRef(path=args.gold, format=args.format, label_map=args.label_map)
+        with ray_session():
+            results = evaluate_annotator(config.annotate, gold, config.run_dir, args.limit)
+        print(results_table(results))
+        print(f"results: {config.run_dir / 'annotator-eval' / 'results.json'}")
+        return 0
+    from raysynth.annotate.job import annotate_run
+
+    with ray_session():
+        result = annotate_run(config.annotate, config.run_dir)
+    c = result.counts
+    print(
+        f"annotations: {c['rows']} ({c['ok']} ok, {c['quarantined']} quarantined); "
+        f"{c['hallucinated']} of {c['mentions']} mentions not in the text; "
+        f"shards written {len(result.shards_written)}, skipped {len(result.shards_skipped)}"
+    )
+    print(f"annotations: {result.out_dir}\nsummary: {result.summary_path}")
     return 0
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 from pydantic import Field, ValidationError
 
+from raysynth.annotate.config import AnnotateConfig
 from raysynth.config_base import CorpusRef, Strict, describe, resolve_path
 from raysynth.errors import ConfigError
 from raysynth.evaluate.config import EvaluateConfig
@@ -32,6 +33,9 @@ class RunConfig(Strict):
     storage: Path = Field(default=Path("runs"), description="Folder holding run directories.")
     generate: GenerateConfig | None = Field(
         default=None, description="Synthetic note generation (recipe -> prompts -> notes)."
+    )
+    annotate: AnnotateConfig | None = Field(
+        default=None, description="LLM annotation of the notes (notes -> annotations)."
     )
     train: TrainConfig | None = Field(
         default=None, description="Fine-tuning of the NER model (Ray Train)."
@@ -72,5 +76,12 @@ def _resolved(config: RunConfig, base: Path) -> RunConfig:
     train = config.train.resolved(base) if config.train else None
     evaluate = config.evaluate.resolved(base)
     generate = config.generate.resolved(base) if config.generate else None
-    update = {"test_sets": tests, "train": train, "evaluate": evaluate, "generate": generate}
+    annotate = config.annotate.resolved(base) if config.annotate else None
+    update = {
+        "test_sets": tests,
+        "train": train,
+        "evaluate": evaluate,
+        "generate": generate,
+        "annotate": annotate,
+    }
     return config.model_copy(update=update)

@@ -1,12 +1,12 @@
 """`raysynth run`: every stage of DESIGN.md's data flow in order, from one config.
 
-Stages not built yet are reported as missing rather than faked, and a stage whose input does
-not exist yet is reported as skipped with the reason, so the command always tells the truth
-about what it did.
+A stage without a config section, or whose input does not exist yet, is reported as skipped
+with the reason, so the command always tells the truth about what it did.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,10 +20,11 @@ from raysynth.runtime import ray_session
 @dataclass
 class StageReport:
     name: str
-    status: str  # done | skipped | missing
+    status: str  # done | skipped
     detail: str = ""
     seconds: float = 0.0
     outputs: dict[str, str] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)  # rows in, ok, quarantined, tokens
 
 
 @dataclass
@@ -31,36 +32,59 @@ class RunResult:
     run_dir: Path
     stages: list[StageReport] = field(default_factory=list)
 
-    @property
-    def missing(self) -> list[str]:
-        return [s.name for s in self.stages if s.status == "missing"]
-
 
 def run(config: RunConfig) -> RunResult:
+    """Every stage in order, in one Ray session; the manifest is rewritten after each stage,
+    so an interrupted run still says how far it got."""
     run_dir = config.run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     result = RunResult(run_dir=run_dir)
-    result.stages.append(_timed("data", lambda: _test_sets(config, run_dir)))
+    header = _manifest_header(config)
+    _step(result, header, "data", lambda: _test_sets(config, run_dir))
     with ray_session():  # one Ray session serves every stage that needs one
-        result.stages.append(_timed("generate", lambda: _generate(config, run_dir)))
-        result.stages.append(StageReport("annotate", "missing", "not implemented yet"))
-        result.stages.append(_timed("train", lambda: _train(config, run_dir)))
-        result.stages.append(_timed("evaluate", lambda: _evaluate(config, run_dir)))
-    for stage in result.stages:
-        print(f"[{stage.name}] {stage.status} in {stage.seconds:.1f}s: {stage.detail}", flush=True)
-    manifest = {
-        "config": config.model_dump(mode="json"),
-        "stages": [asdict(s) for s in result.stages],
-    }
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        for name, stage in (
+            ("generate", _generate),
+            ("annotate", _annotate),
+            ("train", _train),
+            ("evaluate", _evaluate),
+        ):
+            _step(result, header, name, lambda stage=stage: stage(config, run_dir))
     return result
 
 
-def _timed(name: str, work) -> StageReport:
+def _step(result: RunResult, header: dict, name: str, work) -> None:
     started = time.monotonic()
     report = work()
     report.seconds = round(time.monotonic() - started, 2)
-    return report
+    result.stages.append(report)
+    print(f"[{name}] {report.status} in {report.seconds:.1f}s: {report.detail}", flush=True)
+    manifest = {**header, "stages": [asdict(s) for s in result.stages]}
+    path = result.run_dir / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+
+
+PACKAGES = ("raysynth", "ray", "torch", "transformers", "vllm", "llama_cpp_python", "pyarrow",
+            "seqeval", "openai")  # fmt: skip
+
+
+def _manifest_header(config: RunConfig) -> dict:
+    """The config, its hash (two runs with the same hash ran the same settings) and the
+    versions of the packages that decide the results."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    dumped = config.model_dump(mode="json")
+    digest = hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()
+    return {
+        "config": dumped,
+        "config_sha256": digest,
+        "versions": {name: installed(name) for name in PACKAGES},
+    }
 
 
 def _test_sets(config: RunConfig, run_dir: Path) -> StageReport:
@@ -97,6 +121,28 @@ def _generate(config: RunConfig, run_dir: Path) -> StageReport:
         f"{len(result.shards_written)} shards written, {len(result.shards_skipped)} skipped; "
         f"mean {stats['mean_words']} words, duplicate rate {stats['duplicate_rate']}",
         outputs={"notes": str(result.notes_dir), "stats": str(result.stats_path)},
+        counts=dict(c),
+    )
+
+
+def _annotate(config: RunConfig, run_dir: Path) -> StageReport:
+    if config.annotate is None:
+        return StageReport("annotate", "skipped", "no annotate section in the config")
+    if config.annotate.input is None and not (run_dir / "generate" / "notes").is_dir():
+        return StageReport("annotate", "skipped", "no notes (the generate stage writes them)")
+    from raysynth.annotate.job import annotate_run
+
+    result = annotate_run(config.annotate, run_dir)
+    c = result.counts
+    return StageReport(
+        "annotate",
+        "done",
+        f"{c['rows']} notes: {c['ok']} ok, {c['quarantined']} quarantined; "
+        f"{c['answers']} answers, {c['failed_answers']} unusable; {c['mentions']} mentions, "
+        f"{c['hallucinated']} not in the text; "
+        f"{len(result.shards_written)} shards written, {len(result.shards_skipped)} skipped",
+        outputs={"annotations": str(result.out_dir), "summary": str(result.summary_path)},
+        counts=dict(c),
     )
 
 

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from seqeval.metrics.sequence_labeling import get_entities
 from seqeval.scheme import IOB2, Entities
 
-from raysynth.documents import Entity
+from raysynth.documents import Document, Entity
 
 Mode = Literal["strict", "default"]
 
@@ -409,3 +409,28 @@ def score(
         span_partial=partial,
         n_docs=len(gold_docs),
     )
+
+
+def score_documents(
+    gold: Sequence[Document],
+    pred: Sequence[Sequence[Entity]],
+    labels: Iterable[str] | None = None,
+) -> Scores:
+    """Every score of character-offset predictions against gold documents: both sides are
+    tagged on the document's own tokenization (the corpus's, else
+    `alignment.default_tokenize`), so an annotator or a dictionary is scored exactly as the
+    model's tags are. With `labels`, gold of other types is left out, as evaluate leaves out
+    gold of a type the model lacks."""
+    from raysynth.alignment import default_tokenize, entities_to_tags
+
+    if len(gold) != len(pred):
+        raise ValueError(f"gold has {len(gold)} documents, pred has {len(pred)}")
+    wanted = set(labels) if labels is not None else None
+    gold_tags, pred_tags, gold_entities = [], [], []
+    for doc, entities in zip(gold, pred, strict=True):
+        spans = doc.token_spans or default_tokenize(doc.text)
+        kept = [e for e in doc.entities if wanted is None or e.label in wanted]
+        gold_tags.append(entities_to_tags(kept, spans)[0])
+        pred_tags.append(entities_to_tags(list(entities), spans)[0])
+        gold_entities.append(kept)
+    return score(gold_tags, pred_tags, gold_entities, [list(p) for p in pred])

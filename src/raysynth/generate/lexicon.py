@@ -127,6 +127,14 @@ def load_lexicon(files, filters, weighting: str = "uniform", power: float = 0.0,
 
 
 def _load(files, filters, weighting: str, power: float, field: str) -> Lexicon:
+    terms = load_terms(files, filters, field=field)
+    return Lexicon(tuple(terms), weights(terms, weighting, power))
+
+
+def load_terms(files, filters, *, field: str) -> list[str]:
+    """The filtered, de-duplicated terms of one entity type, in file order: the one reading
+    path for generation's seeds and annotation's dictionary, so both see the same terms.
+    `filters` None keeps every term. Errors name `field` and the file."""
     seen: set[str] = set()
     terms: list[str] = []
     for i, spec in enumerate(files):
@@ -140,10 +148,11 @@ def _load(files, filters, weighting: str, power: float, field: str) -> Lexicon:
             raise ConfigError(message) from None
         for term in raw:
             term = normalise(term)
-            if keep_term(term, filters) and term.lower() not in seen:
+            usable = filters is None or keep_term(term, filters)
+            if usable and term.lower() not in seen:
                 seen.add(term.lower())
                 terms.append(term)
     if not terms:
         names = ", ".join(str(f.path) for f in files)
         raise ConfigError(f"{field}.lexicons: no usable term left in {names} after filtering")
-    return Lexicon(tuple(terms), weights(terms, weighting, power))
+    return terms

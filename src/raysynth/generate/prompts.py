@@ -9,9 +9,7 @@ a larger `num_notes` extends a smaller run instead of replacing it.
 from __future__ import annotations
 
 import hashlib
-import os
 import random
-import uuid
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -19,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from raysynth.errors import ConfigError
 from raysynth.generate.lexicon import Lexicon, load_lexicon
 from raysynth.generate.recipe import Recipe, recipe_hash
 from raysynth.schema import PROMPTS
+from raysynth.shards import write_atomic
 
 TEMPLATE_KEYS = ("system", "user", "completion", "seeds", "no_seeds")
 
@@ -136,17 +134,6 @@ class Expander:
 
 def shard_name(index: int) -> str:
     return f"shard-{index:05d}.parquet"
-
-
-def write_atomic(table: pa.Table, path: Path) -> None:
-    """Write to a temporary name in the same folder, then rename: a reader (or a rerun) sees
-    the whole file or none of it, whatever interrupts the write."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_prompt_shards(recipe: Recipe, out_dir: Path, shard_rows: int) -> list[Path]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from raysynth.generate.postprocess import exact_key, near_keys, process
 from raysynth.generate.prompts import corpus_key, load_template, row_seed, write_prompt_shards
 from raysynth.generate.recipe import Recipe
 from raysynth.schema import ENTITIES, NOTES, SEED_MATCH
+from raysynth.shards import ShardGatherer, expected_rows, pending_shards, write_atomic
 
 SUMMARY = pa.schema(
     [
@@ -110,10 +110,6 @@ def _check_marker(out_dir: Path, marker: dict[str, Any]) -> None:
         path.write_text(json.dumps(marker, indent=2), encoding="utf-8")
 
 
-def expected_rows(paths: list[Path]) -> dict[str, int]:
-    return {p.name: pq.ParquetFile(p).metadata.num_rows for p in paths}
-
-
 def generate(
     config: GenerateConfig,
     run_dir: Path,
@@ -134,8 +130,7 @@ def generate(
     _check_marker(result.out_dir, marker)
     prompt_paths = write_prompt_shards(recipe, result.out_dir / "prompts", config.shard_rows)
     result.notes_dir.mkdir(parents=True, exist_ok=True)
-    pending = [p for p in prompt_paths if not (result.notes_dir / p.name).is_file()]
-    result.shards_skipped = [p.name for p in prompt_paths if p not in pending]
+    pending, result.shards_skipped = pending_shards(prompt_paths, result.notes_dir)
     if pending:
         # closing(): an exception in on_shard (or Ctrl-C) leaves the llm_stage block at once,
         # stopping a local server, instead of when the generator is garbage-collected.
@@ -208,19 +203,20 @@ def postprocess_batch(batch: pa.Table, min_chars: int, max_chars: int) -> pa.Tab
     return batch
 
 
-class ShardWriter:
+class ShardWriter(ShardGatherer):
     """Ray Data actor (exactly one): gathers rows by prompt shard, removes duplicates across
     the corpus, writes each shard atomically when complete, returns one summary row per
     shard written. Input columns: the prompts table, `path` (source shard), the LLM result
     columns and POSTPROCESSED."""
 
+    summary_schema = SUMMARY
+
     def __init__(
         self, notes_dir: str, expected: dict[str, int], generator: str, finished: list[str]
     ) -> None:
+        super().__init__(expected)
         self.notes_dir = Path(notes_dir)
-        self.expected = expected
         self.generator = generator
-        self.buffers: dict[str, list[dict]] = defaultdict(list)
         self.seen: dict[str, str] = {}  # duplicate key -> note_id of the note kept
         for name in finished:
             table = pq.read_table(self.notes_dir / name, columns=["note_id", "text", "status"])
@@ -233,12 +229,6 @@ class ShardWriter:
         for key in keys:
             self.seen.setdefault(key, nid)
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        for row in batch.to_pylist():
-            self.buffers[Path(row.pop("path")).name].append(row)
-        done = [n for n, rows in self.buffers.items() if len(rows) >= self.expected[n]]
-        return pa.Table.from_pylist([self._write(n) for n in done], schema=SUMMARY)
-
     def _dedup(self, row: dict) -> None:
         keys = row["dup_keys"] or []
         hit = next((k for k in keys if k in self.seen), None)
@@ -248,10 +238,8 @@ class ShardWriter:
         kind = "exact duplicate" if hit.startswith("x:") else "near-duplicate"
         row.update(status="removed", reason=f"{kind} of {self.seen[hit]}", entities=[])
 
-    def _write(self, name: str) -> dict[str, Any]:
-        from raysynth.generate.prompts import write_atomic
-
-        rows = sorted(self.buffers.pop(name), key=lambda r: r["note_id"])
+    def finish(self, name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        rows = sorted(rows, key=lambda r: r["note_id"])
         for row in rows:
             row["generator"] = self.generator
             if row["status"] == "ok":

@@ -7,9 +7,9 @@ name of the environment variable that does), so it can be dumped into a manifest
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 # Sampling fields a row may override, one column each (null or absent: the stage default).
 ROW_SAMPLING_FIELDS = ("max_tokens", "temperature", "top_p", "seed", "response_format")
@@ -28,9 +28,20 @@ class SamplingParams(_Strict):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     seed: int | None = Field(default=None, description="Sampling seed, where the backend has one.")
     stop: tuple[str, ...] = Field(default=(), description="Strings that end generation.")
-    response_format: Literal["text", "json_object"] = Field(
-        default="text", description="`json_object` asks the endpoint for a JSON answer."
+    response_format: Literal["text", "json_object", "json_schema"] = Field(
+        default="text",
+        description="`json_object` asks the endpoint for a JSON answer; `json_schema` for one "
+        "that follows `json_schema` (grammar-constrained decoding where the server has it).",
     )
+    json_schema: dict[str, Any] | None = Field(
+        default=None, description="The JSON Schema of `response_format: json_schema`."
+    )
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> SamplingParams:
+        if self.response_format == "json_schema" and not self.json_schema:
+            raise ValueError("response_format json_schema needs json_schema")
+        return self
 
     def for_row(self, row: dict) -> SamplingParams:
         """These defaults with the row's non-null overrides applied (validated again, so a bad
@@ -86,6 +97,12 @@ class OpenAIBackend(_HttpClient):
         "stored in a config); null for endpoints without authentication.",
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
     )
+    schema_style: Literal["json_schema", "json_object"] = Field(
+        default="json_schema",
+        description="How a JSON Schema is sent: OpenAI's `json_schema` response format "
+        "(OpenAI, vLLM, llama.cpp's C++ server) or `json_object` with a `schema` key "
+        "(llama-cpp-python's server).",
+    )
 
 
 class VllmBackend(_Strict):
@@ -135,7 +152,13 @@ class LocalBackend(_HttpClient):
     def endpoint(self, base_url: str) -> OpenAIBackend:
         """The OpenAI config that calls the started server with these client settings."""
         client = self.model_dump(include=set(_HttpClient.model_fields))
-        return OpenAIBackend(base_url=base_url, model=self.model_alias, api_key_env=None, **client)
+        return OpenAIBackend(
+            base_url=base_url,
+            model=self.model_alias,
+            api_key_env=None,
+            schema_style="json_object",
+            **client,
+        )
 
 
 Backend = Annotated[OpenAIBackend | VllmBackend | LocalBackend, Field(discriminator="kind")]

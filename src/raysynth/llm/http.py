@@ -69,7 +69,9 @@ def _retry_after(headers: Any) -> float | None:
     return None
 
 
-def build_request(row: dict[str, Any], model: str, sampling: SamplingParams) -> tuple[str, dict]:
+def build_request(
+    row: dict[str, Any], backend: OpenAIBackend, sampling: SamplingParams
+) -> tuple[str, dict]:
     """(`chat` or `completion`, request body) for one row; ValueError names a bad field."""
     try:
         params = sampling.for_row(row)
@@ -77,7 +79,7 @@ def build_request(row: dict[str, Any], model: str, sampling: SamplingParams) -> 
         fields = ", ".join(str(e["loc"][0]) for e in err.errors() if e["loc"])
         raise ValueError(f"invalid sampling value in column(s) {fields}") from None
     body: dict[str, Any] = {
-        "model": model,
+        "model": backend.model,
         "max_tokens": params.max_tokens,
         "temperature": params.temperature,
         "top_p": params.top_p,
@@ -88,13 +90,24 @@ def build_request(row: dict[str, Any], model: str, sampling: SamplingParams) -> 
         body["stop"] = list(params.stop)
     if row.get("messages"):
         body["messages"] = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
-        if params.response_format == "json_object":
-            body["response_format"] = {"type": "json_object"}
+        if params.response_format != "text":
+            body["response_format"] = response_format(params, backend.schema_style)
         return "chat", body
     if row.get("prompt"):
         body["prompt"] = row["prompt"]
         return "completion", body
     raise ValueError("row has neither messages nor prompt")
+
+
+def response_format(params: SamplingParams, style: str) -> dict[str, Any]:
+    """The request's `response_format` in the dialect the server speaks (OpenAIBackend
+    .schema_style)."""
+    if params.response_format == "json_object" or params.json_schema is None:
+        return {"type": "json_object"}
+    if style == "json_object":
+        return {"type": "json_object", "schema": params.json_schema}
+    schema = {"name": "answer", "schema": params.json_schema, "strict": True}
+    return {"type": "json_schema", "json_schema": schema}
 
 
 def estimate_tokens(body: dict[str, Any]) -> int:
@@ -167,7 +180,7 @@ class OpenAIStage:
 
     async def _row(self, row: dict[str, Any]) -> dict[str, Any]:
         try:
-            kind, body = build_request(row, self._backend.model, self._sampling)
+            kind, body = build_request(row, self._backend, self._sampling)
         except ValueError as err:
             return error_result(str(err))
         key = cache_key(self._backend.base_url, self._backend.model, {"kind": kind, **body})

@@ -87,7 +87,9 @@ def sampling_params(params: SamplingParams) -> dict[str, Any]:
         "seed": params.seed,
         "stop": list(params.stop),
     }
-    if params.response_format == "json_object":
+    if params.response_format == "json_schema":
+        out["structured_outputs"] = {"json": params.json_schema}
+    elif params.response_format == "json_object":
         out["structured_outputs"] = {"json_object": True}
     return out
 

@@ -1,0 +1,204 @@
+"""The `annotate:` section of a run config: which labels, which prompt strategies, which LLM,
+and how the LLM's mentions are merged with the seeds and the dictionary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, PositiveInt, model_validator
+
+from raysynth.config_base import CorpusRef, Strict, resolve_path
+from raysynth.errors import ConfigError
+from raysynth.generate.recipe import LexiconFile, LexiconFilters
+from raysynth.llm.config import Backend, LocalBackend, OpenAIBackend, VllmBackend
+from raysynth.llm.http import LOOPBACK_HOSTS
+
+Source = Literal["seed", "llm", "kb"]
+
+
+class Strategy(Strict):
+    """One way of asking the LLM for entities (the papers' prompt forms)."""
+
+    name: str | None = Field(
+        default=None, description="Name in reports; default e.g. `json-knn-kb`."
+    )
+    format: Literal["json", "inline", "tokens"] = Field(
+        default="json",
+        description="`json`: each type's mentions copied verbatim (Šuvalov et al.); `inline`: "
+        "the text returned with <type>...</type> tags; `tokens`: one `token : BIO-label` "
+        "line per token (Lu et al.).",
+    )
+    shots: Literal["zero", "fixed", "knn"] = Field(
+        default="zero",
+        description="In-context examples: none, the same k for every note, or the k most "
+        "similar by sentence embedding, most similar last (Monajatipoor et al.).",
+    )
+    k: PositiveInt = Field(default=3, description="Examples per prompt (fixed / knn).")
+    kb_in_prompt: bool = Field(
+        default=False,
+        description="Dictionary-infused prompting: the strings of the note found in the "
+        "`kb` lexicons are listed in the prompt with their type.",
+    )
+    structured: bool = Field(
+        default=True,
+        description="`json` format: ask for output constrained by a JSON Schema where the "
+        "backend supports it; the plain-text parser reads the answer either way.",
+    )
+    samples: PositiveInt = Field(
+        default=1,
+        description="Answers drawn per note; several are merged by vote (self-consistency).",
+    )
+    temperature: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=2.0,
+        description="Sampling temperature; default 0 for one sample, 0.7 for several.",
+    )
+    max_tokens: PositiveInt = Field(default=384, description="Longest answer, in tokens.")
+
+    @property
+    def label(self) -> str:
+        kb = "-kb" if self.kb_in_prompt else ""
+        votes = f"-x{self.samples}" if self.samples > 1 else ""
+        return self.name or f"{self.format}-{self.shots}{kb}{votes}"
+
+    @property
+    def sampling_temperature(self) -> float:
+        if self.temperature is not None:
+            return self.temperature
+        return 0.0 if self.samples == 1 else 0.7
+
+
+class KnowledgeBase(Strict):
+    """Lexicons per label: spans found in a note are `kb` labels, and (kb_in_prompt) hints."""
+
+    lexicons: dict[str, list[LexiconFile]] = Field(
+        description="Label -> lexicon files (same file forms as a recipe's entity types)."
+    )
+    filters: LexiconFilters = Field(
+        default_factory=LexiconFilters, description="Which dictionary entries are used."
+    )
+
+
+class MergeConfig(Strict):
+    """How a note's labels are assembled from its sources."""
+
+    sources: list[Source] = Field(
+        default=["seed", "llm", "kb"],
+        min_length=1,
+        description="Sources whose spans make the note's labels.",
+    )
+    min_votes: PositiveInt | None = Field(
+        default=None,
+        description="LLM answers (strategies x samples) that must return a span for it to "
+        "count; default a strict majority.",
+    )
+    overlap: Literal["longest", "first"] = Field(
+        default="longest", description="Which of two overlapping spans is kept."
+    )
+
+
+class AnnotateConfig(Strict):
+    """LLM annotation of notes (or of a real corpus, for the annotator baseline)."""
+
+    labels: dict[str, str] = Field(
+        min_length=1,
+        description="Entity types and the one-line description the prompt gives each, e.g. "
+        "{Disease: 'a disease, disorder or syndrome, or its abbreviation'}.",
+    )
+    input: CorpusRef | None = Field(
+        default=None,
+        description="What to annotate; default the run's generated notes. Any other corpus "
+        "is treated as real text (see allow_real_text).",
+    )
+    backend: Backend = Field(
+        default_factory=LocalBackend, description="LLM backend: local, openai or vllm."
+    )
+    strategies: list[Strategy] = Field(
+        default_factory=lambda: [Strategy()],
+        min_length=1,
+        description="Prompt strategies; with several, each note gets every strategy's "
+        "answers and they are merged by vote like samples.",
+    )
+    examples: CorpusRef | None = Field(
+        default=None,
+        description="Labeled pool for few-shot examples (fixed / knn strategies).",
+    )
+    examples_limit: PositiveInt = Field(
+        default=2000, description="Examples read from the pool (a seeded random subset)."
+    )
+    kb: KnowledgeBase | None = Field(default=None, description="Dictionary of each label.")
+    merge: MergeConfig = Field(default_factory=MergeConfig, description="Label merging.")
+    occurrences: Literal["all", "first"] = Field(
+        default="all",
+        description="A mention the LLM returns labels every occurrence in the note, or the "
+        "first only.",
+    )
+    allow_real_text: bool = Field(
+        default=False,
+        description="Send real (non-synthetic) text to an endpoint that is not on this "
+        "machine or cluster. Off: such a run is refused before any request.",
+    )
+    shard_rows: PositiveInt = Field(
+        default=100, description="Notes per output shard when the input is not sharded."
+    )
+    cache: bool = Field(
+        default=True, description="Cache responses under <run>/llm-cache (HTTP backends)."
+    )
+    seed: int = Field(default=0, description="Seed of example sampling.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AnnotateConfig:
+        for i, strategy in enumerate(self.strategies):
+            where = f"strategies.{i}"
+            if strategy.shots != "zero" and self.examples is None:
+                raise ValueError(f"{where}.shots: {strategy.shots} needs `examples`")
+            if strategy.kb_in_prompt and self.kb is None:
+                raise ValueError(f"{where}.kb_in_prompt: needs a `kb` section")
+        names = [s.label for s in self.strategies]
+        if len(set(names)) != len(names):
+            raise ValueError("strategies: two strategies have the same name; set `name`")
+        if self.kb is not None:
+            unknown = sorted(set(self.kb.lexicons) - set(self.labels))
+            if unknown:
+                raise ValueError(f"kb.lexicons: labels not in `labels`: {', '.join(unknown)}")
+        return self
+
+    def resolved(self, base: Path) -> AnnotateConfig:
+        """Corpus and lexicon paths resolved against the config file's folder."""
+
+        def corpus(ref: CorpusRef | None) -> CorpusRef | None:
+            return ref and ref.model_copy(update={"path": resolve_path(base, ref.path)})
+
+        kb = self.kb
+        if kb is not None:
+            lexicons = {
+                label: [f.model_copy(update={"path": resolve_path(base, f.path)}) for f in files]
+                for label, files in kb.lexicons.items()
+            }
+            kb = kb.model_copy(update={"lexicons": lexicons})
+        update = {"input": corpus(self.input), "examples": corpus(self.examples), "kb": kb}
+        return self.model_copy(update=update)
+
+
+def is_local(backend: Backend) -> bool:
+    """Whether text sent to `backend` stays on this machine or cluster: a llama.cpp server
+    raysynth starts, vLLM engines inside the Ray job, or an endpoint on loopback."""
+    if isinstance(backend, (LocalBackend, VllmBackend)):
+        return True
+    assert isinstance(backend, OpenAIBackend)
+    return urlparse(backend.base_url).hostname in LOOPBACK_HOSTS
+
+
+def check_privacy(config: AnnotateConfig, real_text: bool, what: str) -> None:
+    """Refuse, before any request, to send real text to a non-local endpoint unless the
+    config says so: hospital notes must not leave the building by accident."""
+    if real_text and not is_local(config.backend) and not config.allow_real_text:
+        raise ConfigError(
+            f"annotate: {what} is real text and backend {config.backend.kind} at "
+            f"{getattr(config.backend, 'base_url', '?')} is not local; refusing to send it. "
+            "Use a local backend, or set annotate.allow_real_text: true if this endpoint is "
+            "allowed to see the data."
+        )

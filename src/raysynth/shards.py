@@ -1,0 +1,67 @@
+"""Shard-by-shard output, shared by the LLM stages (generate, annotate).
+
+A stage reads input shards and writes one output shard per input shard, with the same name,
+written atomically: a shard on disk is complete, so a rerun processes only the input shards
+without an output and no row can be written twice (DESIGN.md, "Scale targets").
+
+Ray Data gives no "all rows of input file X have arrived" event, so the last operator of such
+a stage is a `ShardGatherer` actor (exactly one): it buffers rows by source shard, and when a
+shard's expected row count is in, hands them to `finish` and returns one summary row. Only
+shards in flight are held, and the driver sees one small row per shard.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def write_atomic(table: pa.Table, path: Path) -> None:
+    """Write to a temporary name in the same folder, then rename: a reader (or a rerun) sees
+    the whole file or none of it, whatever interrupts the write."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def expected_rows(paths: list[Path], per_row: int = 1) -> dict[str, int]:
+    """Rows each shard will send to the gatherer: its row count times `per_row` (requests
+    per input row)."""
+    return {p.name: pq.ParquetFile(p).metadata.num_rows * per_row for p in paths}
+
+
+def pending_shards(inputs: list[Path], out_dir: Path) -> tuple[list[Path], list[str]]:
+    """(input shards without an output shard, names of those already done)."""
+    pending = [p for p in inputs if not (out_dir / p.name).is_file()]
+    return pending, [p.name for p in inputs if p not in pending]
+
+
+class ShardGatherer:
+    """Base of a stage's last Ray Data operator; input rows carry their source shard in a
+    `path` column (`read_parquet(include_paths=True)`). Subclasses implement `finish`."""
+
+    summary_schema: pa.Schema
+
+    def __init__(self, expected: dict[str, int]) -> None:
+        self.expected = expected
+        self.buffers: dict[str, list[dict[str, Any]]] = defaultdict(list)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        for row in batch.to_pylist():
+            self.buffers[Path(row.pop("path")).name].append(row)
+        done = [n for n, rows in self.buffers.items() if len(rows) >= self.expected[n]]
+        summaries = [self.finish(name, self.buffers.pop(name)) for name in done]
+        return pa.Table.from_pylist(summaries, schema=self.summary_schema)
+
+    def finish(self, name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """Write shard `name` from all its rows; return its summary row."""
+        raise NotImplementedError
