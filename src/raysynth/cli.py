@@ -98,6 +98,13 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--format", choices=FORMATS, help="format of the --test files")
     evaluate.add_argument("--label-map", help="test label -> model label: FROM=TO,FROM=TO")
     evaluate.add_argument("--out", default="runs/evaluate", help="output folder without CONFIG")
+    evaluate.add_argument(
+        "--llm",
+        action="store_true",
+        help="score the annotate section's strategies on the test sets instead of a model "
+        "(the LLM baseline; the privacy guard applies)",
+    )
+    evaluate.add_argument("--limit", type=int, help="--llm: only the first N documents")
     evaluate.set_defaults(handler=_evaluate)
 
     compare = commands.add_parser(
@@ -113,7 +120,8 @@ def _parser() -> argparse.ArgumentParser:
     from raysynth.llm.commands import register  # light: its handlers import lazily
 
     register(commands)
-
+    __import__("raysynth.corpus.commands", fromlist=["register"]).register(commands)
+    __import__("raysynth.experiment.commands", fromlist=["register"]).register(commands)
     return parser
 
 
@@ -236,9 +244,25 @@ def _evaluate(args: argparse.Namespace) -> int:
     cfg = config.evaluate
     if args.label_map:
         cfg = cfg.model_copy(update={"label_map": parse_label_map(args.label_map)})
+    if args.llm:
+        return _evaluate_llm(config, cfg, tests, args.limit)
     model = args.model or cfg.model or str(config.run_dir / "model")
     with ray_session():
         results = evaluate(cfg, model, tests, config.run_dir)
+    for result in results:
+        print(f"{result.name}: F1 {result.f1_strict:.4f}; report {result.report['markdown']}")
+    return 0
+
+
+def _evaluate_llm(config: Any, cfg: Any, tests: list, limit: int | None) -> int:
+    from raysynth.errors import ConfigError
+    from raysynth.evaluate.llm_baseline import evaluate_llm
+    from raysynth.runtime import ray_session
+
+    if config.annotate is None:
+        raise ConfigError("--llm needs a CONFIG with an annotate section")
+    with ray_session():
+        results = evaluate_llm(config.annotate, cfg, tests, config.run_dir, limit)
     for result in results:
         print(f"{result.name}: F1 {result.f1_strict:.4f}; report {result.report['markdown']}")
     return 0

@@ -39,6 +39,28 @@ def expected_rows(paths: list[Path], per_row: int = 1) -> dict[str, int]:
     return {p.name: pq.ParquetFile(p).metadata.num_rows * per_row for p in paths}
 
 
+def read_shards(paths: list[Path], columns: list[str] | None = None) -> Any:
+    """A Dataset of the shards' rows plus a `path` column, one block per shard.
+
+    `read_parquet` does not keep files apart (its read tasks may merge small files, see
+    ray-project/ray#47437), and a map task emits its output as one block when it ends: a
+    stage reading many small shards in one block would then write nothing until every
+    shard is done. One task per shard keeps the stage streaming shard by shard.
+    """
+    import ray.data
+
+    items = [{"path": str(p)} for p in paths]
+    return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        _read_shard, fn_kwargs={"columns": columns}, batch_size=1, batch_format="pyarrow"
+    )
+
+
+def _read_shard(batch: pa.Table, columns: list[str] | None) -> pa.Table:
+    path = batch.column("path")[0].as_py()
+    table = pq.read_table(path, columns=columns)
+    return table.append_column("path", pa.array([path] * len(table), pa.string()))
+
+
 def pending_shards(inputs: list[Path], out_dir: Path) -> tuple[list[Path], list[str]]:
     """(input shards without an output shard, names of those already done)."""
     pending = [p for p in inputs if not (out_dir / p.name).is_file()]

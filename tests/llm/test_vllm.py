@@ -36,17 +36,32 @@ def test_eight_rows_through_vllm_on_cpu(ray_session, smollm2_hf):
     ]
     rows += [{"request_id": f"note-{i}", "messages": None, "prompt": "Say hello"} for i in (6, 7)]
     rows.append({"request_id": "note-bad", "messages": None, "prompt": None})
+    schema = {
+        "type": "object",
+        "properties": {"Disease": {"type": "array", "items": {"type": "string"}, "maxItems": 2}},
+        "required": ["Disease"],
+        "additionalProperties": False,
+    }
+    rows.append(
+        {
+            "request_id": "note-json",
+            "messages": [{"role": "user", "content": "List the diseases in: Asthma and gout."}],
+            "response_format": "json_schema",
+            "max_tokens": 48,
+        }
+    )
     backend = VllmBackend(
         model_source=str(smollm2_hf),
         device="cpu",
         engine_kwargs={"max_model_len": 512, "enforce_eager": True},
         batch_size=8,
     )
-    with llm_stage(backend, sampling=SamplingParams(max_tokens=8)) as stage:
+    sampling = SamplingParams(max_tokens=8, json_schema=schema)
+    with llm_stage(backend, sampling=sampling) as stage:
         out = stage(ray_session.data.from_items(rows)).materialize()
 
     results = {r["request_id"]: r for r in out.take_all()}
-    assert len(results) == 9
+    assert len(results) == 10
     for i in range(8):
         row = results[f"note-{i}"]
         assert row["llm_status"] == "ok", row["llm_error"]
@@ -57,5 +72,8 @@ def test_eight_rows_through_vllm_on_cpu(ray_session, smollm2_hf):
     bad = results["note-bad"]
     assert (bad["llm_status"], bad["response"]) == ("error", None)
     assert bad["llm_error"] == "vLLM: row has neither messages nor prompt"
+    structured = results["note-json"]
+    assert structured["llm_status"] == "ok", structured["llm_error"]
+    assert structured["response"].lstrip().startswith('{"Disease"')  # guided decoding
     summary = summarize(out)
-    assert summary.reconciles and (summary.ok, summary.error) == (8, 1)
+    assert summary.reconciles and (summary.ok, summary.error) == (9, 1)

@@ -78,6 +78,7 @@ class StrategyScore:
     scores: Scores
     counts: dict[str, int]
     seconds: float
+    annotations: Path
 
     def row(self) -> dict[str, object]:
         c, strict = self.counts, self.scores.seqeval_strict.overall
@@ -113,7 +114,7 @@ def evaluate_annotator(
         seconds = time.monotonic() - started
         pred = predicted(done.out_dir, docs)
         scores = score_documents(docs, pred, config.labels)
-        results.append(StrategyScore(strategy.label, scores, done.counts, seconds))
+        results.append(StrategyScore(strategy.label, scores, done.counts, seconds, done.out_dir))
     (out / "results.json").write_text(
         json.dumps([r.row() for r in results], indent=2), encoding="utf-8"
     )

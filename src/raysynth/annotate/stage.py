@@ -31,7 +31,13 @@ from raysynth.documents import Entity
 from raysynth.errors import ConfigError, RaysynthError
 from raysynth.llm.config import SamplingParams
 from raysynth.schema import ANNOTATIONS, ENTITIES, STATUS_OK
-from raysynth.shards import ShardGatherer, expected_rows, pending_shards, write_atomic
+from raysynth.shards import (
+    ShardGatherer,
+    expected_rows,
+    pending_shards,
+    read_shards,
+    write_atomic,
+)
 
 NOTE_COLUMNS = ["note_id", "text", "entities", "status", "reason"]
 SUMMARY = pa.schema(
@@ -159,14 +165,10 @@ def annotate(
 def _run_shards(
     config: AnnotateConfig, llm: Callable[[Any], Any], pending: list[Path], out_dir: Path
 ) -> Iterator[dict[str, Any]]:
-    import ray
     from ray.data import ActorPoolStrategy
 
     per_note = sum(s.samples for s in config.strategies)
-    ds = ray.data.read_parquet(
-        [str(p) for p in pending], include_paths=True, override_num_blocks=len(pending)
-    ).select_columns([*NOTE_COLUMNS, "path"])
-    requests = ds.map_batches(
+    requests = read_shards(pending, NOTE_COLUMNS).map_batches(
         RequestBuilder,
         fn_constructor_kwargs={"config": config},
         batch_format="pyarrow",

@@ -63,7 +63,7 @@ def _one(
         raise ConfigError(f"test_sets: {test.name}: {test.path} has no documents")
     out = run_dir / "predictions" / test.name
     _predict(cfg, model_dir, test, docs).write_parquet(str(out))
-    tally = _tally(cfg, labels, out)
+    tally = tally_predictions(cfg, labels, out)
     if tally.docs != read.used:
         raise RuntimeError(f"{test.name}: {read.used} documents in, {tally.docs} scored")
     meta = {
@@ -105,7 +105,7 @@ def _predict(cfg: EvaluateConfig, model_dir: str, test: TestSet, docs: Any) -> A
     )
 
 
-def _tally(cfg: EvaluateConfig, labels: list[str], predictions: Path) -> Tally:
+def tally_predictions(cfg: EvaluateConfig, labels: list[str], predictions: Path) -> Tally:
     import ray.data
 
     kwargs = {

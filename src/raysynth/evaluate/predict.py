@@ -24,10 +24,35 @@ from raysynth.alignment import (
     tokenize_windows,
     window_word_predictions,
 )
-from raysynth.documents import Entity
+from raysynth.documents import Document, Entity
 from raysynth.schema import PREDICTIONS
 
 WINDOWS_PER_FORWARD = 64  # bounds memory on a very long document
+
+
+def prediction_row(
+    doc: Document, pred_tags: list[str], model_labels: set[str], unseen: int = 0
+) -> dict[str, Any]:
+    """One `predictions` row from a document (gold entities already mapped to the model's
+    labels; `token_spans` set) and predicted tags on its words: shared by the model and the
+    LLM baseline, so both are scored by the same code."""
+    spans = doc.token_spans or []
+    words = list(doc.tokens) if doc.tokens is not None else [doc.text[s:e] for s, e in spans]
+    scored = [e for e in doc.entities if e.label in model_labels]
+    gold_tags, aligned = entities_to_tags(scored, spans)
+    pred_entities, _ = tags_to_entities(pred_tags, spans, doc.text)
+    return {
+        "doc_id": doc.doc_id,
+        "text": doc.text,
+        "gold": [e.to_row() for e in doc.entities],
+        "pred": [e.to_row() for e in pred_entities],
+        "tokens": words,
+        "gold_tags": gold_tags,
+        "pred_tags": pred_tags,
+        "unscored_gold": len(doc.entities) - len(scored),
+        "unseen_words": unseen,
+        "gold_conflicts": aligned.conflicts,
+    }
 
 
 class Predictor:
@@ -97,24 +122,10 @@ class Predictor:
     def _row(self, doc_id, text, gold, tokens, spans, windows) -> dict[str, Any]:
         word_spans = [(int(s), int(e)) for s, e in spans] if spans is not None else None
         word_spans = word_spans if word_spans is not None else default_tokenize(text)
-        words = list(tokens) if tokens is not None else [text[s:e] for s, e in word_spans]
         gold_entities = [self._gold(e) for e in gold] if gold is not None else []
-        scored = [e for e in gold_entities if e.label in self.model_labels]
-        gold_tags, aligned = entities_to_tags(scored, word_spans)
         pred_tags, unseen = window_word_predictions(windows, word_spans)
-        pred_entities, _ = tags_to_entities(pred_tags, word_spans, text)
-        return {
-            "doc_id": str(doc_id),
-            "text": text,
-            "gold": [e.to_row() for e in gold_entities],
-            "pred": [e.to_row() for e in pred_entities],
-            "tokens": words,
-            "gold_tags": gold_tags,
-            "pred_tags": pred_tags,
-            "unscored_gold": len(gold_entities) - len(scored),
-            "unseen_words": unseen,
-            "gold_conflicts": aligned.conflicts,
-        }
+        doc = Document(str(doc_id), text, gold_entities, tokens, word_spans)
+        return prediction_row(doc, pred_tags, self.model_labels, unseen)
 
     def _gold(self, raw: Any) -> Entity:
         entity = raw if isinstance(raw, Entity) else Entity.from_row(raw)

@@ -31,7 +31,13 @@ from raysynth.generate.postprocess import exact_key, near_keys, process
 from raysynth.generate.prompts import corpus_key, load_template, row_seed, write_prompt_shards
 from raysynth.generate.recipe import Recipe
 from raysynth.schema import ENTITIES, NOTES, SEED_MATCH
-from raysynth.shards import ShardGatherer, expected_rows, pending_shards, write_atomic
+from raysynth.shards import (
+    ShardGatherer,
+    expected_rows,
+    pending_shards,
+    read_shards,
+    write_atomic,
+)
 
 SUMMARY = pa.schema(
     [
@@ -150,17 +156,12 @@ def generate(
 
 def _run_shards(config: GenerateConfig, run_dir: Path, pending: list[Path], finished: list[str]):
     """Yield one summary per shard written, streaming through Ray Data."""
-    import ray
     from ray.data import ActorPoolStrategy
 
     from raysynth.llm import llm_stage
 
     recipe: Recipe = config.recipe
-    # One block per prompt shard: shards stream (and are written) one after another instead
-    # of Ray merging small files into one block that completes all at once.
-    ds = ray.data.read_parquet(
-        [str(p) for p in pending], include_paths=True, override_num_blocks=len(pending)
-    )
+    ds = read_shards(pending)
     ds = ds.map_batches(_add_row_seed, batch_format="pyarrow")
     writer_kwargs = dict(
         notes_dir=str(Path(run_dir).resolve() / "generate" / "notes"),
