@@ -117,11 +117,12 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", default="runs/compare", help="output folder")
     compare.set_defaults(handler=_compare)
 
-    from raysynth.llm.commands import register  # light: its handlers import lazily
+    # Light: each registers its parsers and imports its handlers' libraries lazily.
+    from raysynth.corpus.commands import register as register_data
+    from raysynth.llm.commands import register as register_llm
 
-    register(commands)
-    __import__("raysynth.corpus.commands", fromlist=["register"]).register(commands)
-    __import__("raysynth.experiment.commands", fromlist=["register"]).register(commands)
+    register_llm(commands)
+    register_data(commands)
     return parser
 
 
