@@ -11,6 +11,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from raysynth.config import RunConfig
 from raysynth.corpus import ReadReport, parse_label_map, read_documents, write_documents
@@ -156,9 +157,13 @@ def _train(config: RunConfig, run_dir: Path) -> StageReport:
             "skipped",
             f"no training data at {source} (the annotate stage writes it; or set train.data)",
         )
+    key = fingerprint(config.train, [Path(source)])
+    if finished(run_dir, "train", key):
+        return StageReport("train", "skipped", "already done with this config and data")
     from raysynth.train.fit import train
 
     trained = train(config.train, run_dir)
+    mark_finished(run_dir, "train", key)
     best = trained.metrics["best"]
     return StageReport(
         "train",
@@ -178,12 +183,47 @@ def _evaluate(config: RunConfig, run_dir: Path) -> StageReport:
             "skipped",
             f"no model at {model} (the train stage writes it; or set evaluate.model)",
         )
+    key = fingerprint(config.evaluate, [Path(model), *(t.path for t in config.test_sets)])
+    if finished(run_dir, "evaluate", key):
+        return StageReport("evaluate", "skipped", "already done with this config and model")
     from raysynth.evaluate.job import evaluate
 
     results = evaluate(config.evaluate, model, config.test_sets, run_dir)
+    mark_finished(run_dir, "evaluate", key)
     return StageReport(
         "evaluate",
         "done",
         "; ".join(f"{r.name}: F1 {r.f1_strict:.4f}" for r in results),
         outputs={f"{r.name} report": str(r.report["markdown"]) for r in results},
     )
+
+
+# --- finished stages ----------------------------------------------------------------------
+# Generate and annotate resume shard by shard; train and evaluate have no shards, so a rerun
+# skips them when their config section and the files they read are what they last ran on.
+
+
+def fingerprint(section: Any, inputs: list[Path]) -> str:
+    """Hash of a config section and the name, size and mtime of every file under `inputs`
+    (URIs count by name only: their listing would cost a round trip per file)."""
+    digest = hashlib.sha256(json.dumps(section.model_dump(mode="json"), sort_keys=True).encode())
+    for root in inputs:
+        files = sorted(root.rglob("*")) if root.is_dir() else [root]
+        for f in files:
+            stat = f.stat() if f.is_file() else None
+            digest.update(f"{f}:{stat and stat.st_size}:{stat and stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def _marker(run_dir: Path, stage: str) -> Path:
+    return run_dir / "stages" / f"{stage}.done"
+
+
+def finished(run_dir: Path, stage: str, key: str) -> bool:
+    path = _marker(run_dir, stage)
+    return path.is_file() and path.read_text(encoding="utf-8") == key
+
+
+def mark_finished(run_dir: Path, stage: str, key: str) -> None:
+    _marker(run_dir, stage).parent.mkdir(exist_ok=True)
+    _marker(run_dir, stage).write_text(key, encoding="utf-8")

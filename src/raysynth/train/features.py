@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import pyarrow as pa
+
 from raysynth.alignment import (
     AlignmentReport,
     default_tokenize,
@@ -51,14 +53,15 @@ class Featurizer:
         self.stride = stride
         self.mode = mode
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+    def __call__(self, batch: pa.Table) -> dict[str, list]:
+        """A pyarrow batch, read as Python rows: a numpy batch would turn an all-null column
+        (annotations have no token_spans) into NaN floats."""
         out: dict[str, list] = {
             k: []
             for k in ("doc_id", "window", "input_ids", "attention_mask", "labels", *COUNT_COLUMNS)
         }
-        for doc_id, text, entities, spans in zip(
-            batch["doc_id"], batch["text"], batch["entities"], batch["token_spans"], strict=True
-        ):
+        columns = batch.select(["doc_id", "text", "entities", "token_spans"]).to_pydict()
+        for doc_id, text, entities, spans in zip(*columns.values(), strict=True):
             for i, (window, report) in enumerate(self.windows(text, entities, spans)):
                 out["doc_id"].append(doc_id)
                 out["window"].append(i)

@@ -155,6 +155,7 @@ def _featurize(docs: Any, kwargs: dict[str, Any], actors: int) -> Any:
         Featurizer,
         fn_constructor_kwargs=kwargs,
         batch_size=64,
+        batch_format="pyarrow",
         compute=ActorPoolStrategy(min_size=1, max_size=actors),
     ).materialize()
 
