@@ -118,9 +118,11 @@ def _parser() -> argparse.ArgumentParser:
     compare.set_defaults(handler=_compare)
 
     # Light: each registers its parsers and imports its handlers' libraries lazily.
+    from raysynth.corpus.commands import register as register_data
     from raysynth.llm.commands import register as register_llm
 
     register_llm(commands)
+    register_data(commands)
     return parser
 
 
