@@ -61,6 +61,23 @@ def _read_shard(batch: pa.Table, columns: list[str] | None) -> pa.Table:
     return table.append_column("path", pa.array([path] * len(table), pa.string()))
 
 
+def gatherer_remote_args() -> dict[str, Any]:
+    """Ray Data arguments of a stage's gatherer actor: on the driver's node, with no CPU.
+
+    Its buffers (rows of shards not yet complete) live only in its memory, and rows of calls
+    it has finished are not sent again when it restarts: a gatherer lost with a worker node
+    would leave those shards unwritten (the stage then fails naming them, and a rerun writes
+    them from the response cache). Beside the driver it is only lost with the driver, which
+    ends the run anyway. No CPU, because a cluster's head node often offers none to tasks
+    (cluster/raycluster.yaml); it only merges and writes.
+    """
+    import ray
+    from ray.util.placement_group import NODE_ID_LABEL_KEY
+
+    driver_node = ray.get_runtime_context().get_node_id()
+    return {"num_cpus": 0, "label_selector": {NODE_ID_LABEL_KEY: driver_node}}
+
+
 def pending_shards(inputs: list[Path], out_dir: Path) -> tuple[list[Path], list[str]]:
     """(input shards without an output shard, names of those already done)."""
     pending = [p for p in inputs if not (out_dir / p.name).is_file()]
@@ -69,19 +86,25 @@ def pending_shards(inputs: list[Path], out_dir: Path) -> tuple[list[Path], list[
 
 class ShardGatherer:
     """Base of a stage's last Ray Data operator; input rows carry their source shard in a
-    `path` column (`read_parquet(include_paths=True)`). Subclasses implement `finish`."""
+    `path` column (`read_shards`). Subclasses set `key_columns` (what makes a row unique)
+    and implement `finish`.
+
+    Rows are kept by key, not appended: Ray may retry a batch whose rows already arrived,
+    and a duplicate counted as a new row would close its shard with another row missing."""
 
     summary_schema: pa.Schema
+    key_columns: tuple[str, ...] = ("note_id",)
 
     def __init__(self, expected: dict[str, int]) -> None:
         self.expected = expected
-        self.buffers: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.buffers: dict[str, dict[tuple, dict[str, Any]]] = defaultdict(dict)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         for row in batch.to_pylist():
-            self.buffers[Path(row.pop("path")).name].append(row)
+            key = tuple(row[c] for c in self.key_columns)
+            self.buffers[Path(row.pop("path")).name][key] = row
         done = [n for n, rows in self.buffers.items() if len(rows) >= self.expected[n]]
-        summaries = [self.finish(name, self.buffers.pop(name)) for name in done]
+        summaries = [self.finish(n, list(self.buffers.pop(n).values())) for n in done]
         return pa.Table.from_pylist(summaries, schema=self.summary_schema)
 
     def finish(self, name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:

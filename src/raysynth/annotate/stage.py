@@ -34,6 +34,7 @@ from raysynth.schema import ANNOTATIONS, ENTITIES, STATUS_OK
 from raysynth.shards import (
     ShardGatherer,
     expected_rows,
+    gatherer_remote_args,
     pending_shards,
     read_shards,
     write_atomic,
@@ -191,7 +192,7 @@ def _run_shards(
         },
         batch_format="pyarrow",
         compute=ActorPoolStrategy(size=1),
-        num_cpus=0.25,
+        **gatherer_remote_args(),  # survives the loss of any worker node
     )
     yield from summaries.iter_rows()
 
@@ -282,6 +283,7 @@ class AnnotationWriter(ShardGatherer):
     writes the annotation shard, returns its summary row."""
 
     summary_schema = SUMMARY
+    key_columns = ("note_id", "strategy", "sample")
 
     def __init__(
         self, out_dir: str, expected: dict[str, int], annotator: str, config: AnnotateConfig

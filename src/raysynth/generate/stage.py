@@ -34,6 +34,7 @@ from raysynth.schema import ENTITIES, NOTES, SEED_MATCH
 from raysynth.shards import (
     ShardGatherer,
     expected_rows,
+    gatherer_remote_args,
     pending_shards,
     read_shards,
     write_atomic,
@@ -184,7 +185,7 @@ def _run_shards(config: GenerateConfig, run_dir: Path, pending: list[Path], fini
             fn_constructor_kwargs=writer_kwargs,
             batch_format="pyarrow",
             compute=ActorPoolStrategy(size=1),
-            num_cpus=0.25,
+            **gatherer_remote_args(),  # survives the loss of any worker node
         )
         yield from summaries.iter_rows()
 

@@ -140,7 +140,9 @@ def limiter_actor(
     limits win). It needs no CPU: it only does arithmetic."""
     import ray
 
-    actor = ray.remote(num_cpus=0, max_restarts=-1)(EndpointLimiter)
+    # Restarted and its calls retried after a node loss: a call that failed instead would
+    # turn a row into an error although the endpoint never saw it.
+    actor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(EndpointLimiter)
     return actor.options(name=limiter_name(base_url), get_if_exists=True).remote(
         requests_per_minute, tokens_per_minute, burst_seconds
     )
