@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 
 test: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest --durations=25
 
 demo: setup
 	$(VENV)/bin/raysynth run jobs/configs/local.yaml
