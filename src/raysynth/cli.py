@@ -119,10 +119,12 @@ def _parser() -> argparse.ArgumentParser:
 
     # Light: each registers its parsers and imports its handlers' libraries lazily.
     from raysynth.corpus.commands import register as register_data
+    from raysynth.experiment.commands import register as register_experiment
     from raysynth.llm.commands import register as register_llm
 
     register_llm(commands)
     register_data(commands)
+    register_experiment(commands)
     return parser
 
 

@@ -68,10 +68,12 @@ def load_config(path: str | Path) -> RunConfig:
         config = RunConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(f"{path}: {describe(err)}") from None
-    return _resolved(config, path.parent)
+    return resolved_paths(config, path.parent)
 
 
-def _resolved(config: RunConfig, base: Path) -> RunConfig:
+def resolved_paths(config: RunConfig, base: Path) -> RunConfig:
+    """The config with every relative path in it taken relative to `base` (the config file's
+    folder, or a grid file's for an inline base)."""
     tests = [t.model_copy(update={"path": resolve_path(base, t.path)}) for t in config.test_sets]
     train = config.train.resolved(base) if config.train else None
     evaluate = config.evaluate.resolved(base)

@@ -9,6 +9,7 @@ actor holds the whole set.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,8 @@ def _one(
     if docs is None:
         raise ConfigError(f"test_sets: {test.name}: {test.path} has no documents")
     out = run_dir / "predictions" / test.name
+    # write_parquet adds files to a folder: a rerun must not score the old ones too.
+    shutil.rmtree(out, ignore_errors=True)
     _predict(cfg, model_dir, test, docs).write_parquet(str(out))
     tally = tally_predictions(cfg, labels, out)
     if tally.docs != read.used:
