@@ -156,7 +156,7 @@ def test_submitted_pipeline_succeeds_and_its_logs_are_retrievable(
     submitted = local_cluster.job(
         "submit", "--submission-id", job_id, "--working-dir", str(REPO),
         "--runtime-env", "jobs/runtime_env.yaml", "--",
-        "python", "jobs/run_pipeline.py", "--config", str(config),
+        sys.executable, "jobs/run_pipeline.py", "--config", str(config),
     )  # fmt: skip
     assert submitted.returncode == 0, output(submitted)[-4000:]
     assert f"Job '{job_id}' succeeded" in output(local_cluster.job("status", job_id))
@@ -180,7 +180,7 @@ def test_job_runs_the_uploaded_package_not_an_installed_copy(local_cluster):
     probe = "import raysynth; print('raysynth from', raysynth.__file__)"
     submitted = local_cluster.job(
         "submit", "--working-dir", str(REPO), "--runtime-env", "jobs/runtime_env.yaml",
-        "--", "python", "-c", probe,
+        "--", sys.executable, "-c", probe,
     )  # fmt: skip
     assert submitted.returncode == 0, output(submitted)[-3000:]
     (line,) = [s for s in output(submitted).splitlines() if s.startswith("raysynth from")]

@@ -10,6 +10,7 @@ then the engine's outputs are mapped onto the stage's result columns.
 from __future__ import annotations
 
 import functools
+import json
 import pickle
 from collections.abc import Callable
 from typing import Any
@@ -88,7 +89,9 @@ def sampling_params(params: SamplingParams) -> dict[str, Any]:
         "stop": list(params.stop),
     }
     if params.response_format == "json_schema":
-        out["structured_outputs"] = {"json": params.json_schema}
+        # As a string: rows pass through Arrow, which would turn the schema's integers
+        # (maxItems) into floats that vLLM's grammar compiler rejects.
+        out["structured_outputs"] = {"json": json.dumps(params.json_schema)}
     elif params.response_format == "json_object":
         out["structured_outputs"] = {"json_object": True}
     return out
