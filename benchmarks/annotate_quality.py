@@ -57,11 +57,11 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         gold = first_sentences(NCBI / "devel.tsv", n, Path(tmp) / "dev.tsv")
-        ref = CorpusRef(path=gold, format="conll")
+        docs = read_corpus(CorpusRef(path=gold, format="conll"))
         matcher = DictionaryMatcher.from_lexicons(config.kb.lexicons, config.kb.filters)
-        baseline = dictionary_baseline(read_corpus(ref), matcher).scores.seqeval_strict.overall
+        baseline = dictionary_baseline(docs, matcher).scores.seqeval_strict.overall
         start_ray()
-        results = evaluate_annotator(config, ref, Path(tmp) / "run")
+        results = evaluate_annotator(config, docs, Path(tmp) / "run")
     print(results_table(results))
     print(f"dictionary alone: P {baseline.precision:.4f} R {baseline.recall:.4f} "
           f"F1 {baseline.f1:.4f}")  # fmt: skip

@@ -190,12 +190,13 @@ def _annotate(args: argparse.Namespace) -> int:
 
     config = _config_with(args.config, "annotate")
     if args.gold:
-        from raysynth.annotate.job import evaluate_annotator, results_table
+        from raysynth.annotate.job import evaluate_annotator, read_corpus, results_table
         from raysynth.config_base import CorpusRef
 
         gold = CorpusRef(path=args.gold, format=args.format, label_map=args.label_map)
+        docs = read_corpus(gold, args.limit)
         with ray_session():
-            results = evaluate_annotator(config.annotate, gold, config.run_dir, args.limit)
+            results = evaluate_annotator(config.annotate, docs, config.run_dir)
         print(results_table(results))
         print(f"results: {config.run_dir / 'annotator-eval' / 'results.json'}")
         return 0

@@ -37,6 +37,14 @@ def label_map_for(ref: CorpusRef, label_map: dict[str, str]) -> dict[str, str]:
     return {**label_map, **combined}
 
 
+def scored_ref(ref: CorpusRef, label_map: dict[str, str]) -> CorpusRef:
+    """`ref` with `label_map_for`'s combined mapping as its own: read with
+    `corpus.read_documents`, its gold is in the labels the scorer compares against."""
+    mapping = label_map_for(ref, label_map)
+    spec = ",".join(f"{k}={v}" for k, v in mapping.items()) or None
+    return ref.model_copy(update={"label_map": spec})
+
+
 def load_documents(ref: CorpusRef) -> tuple[Any, SourceCounts]:
     """A Dataset with DOC_COLUMNS, and how many rows were read and left out."""
     import ray.data

@@ -94,15 +94,14 @@ class StrategyScore:
 
 
 def evaluate_annotator(
-    config: AnnotateConfig, gold: CorpusRef, run_dir: Path, limit: int | None = None
+    config: AnnotateConfig, docs: list[Document], run_dir: Path
 ) -> list[StrategyScore]:
-    """Annotate the first `limit` documents of `gold` with each strategy alone (LLM labels
-    only) and score each; writes `<run_dir>/annotator-eval/<strategy>/` and `results.json`."""
+    """Annotate the gold documents `docs` with each strategy alone (LLM labels only) and
+    score each; writes `<run_dir>/annotator-eval/<strategy>/` and `results.json`."""
+    if not docs:
+        raise ConfigError("annotator evaluation: no gold documents")
     run_dir = Path(run_dir).resolve()
     out = run_dir / "annotator-eval"
-    docs = read_corpus(gold, limit)
-    if not docs:
-        raise ConfigError(f"--gold {gold.path}: no documents")
     inputs = write_note_shards(docs, out / "input", config.shard_rows)
     llm_only = MergeConfig(sources=["llm"], min_votes=config.merge.min_votes)
     results = []

@@ -18,8 +18,7 @@ from raysynth.alignment import default_tokenize, entities_to_tags
 from raysynth.annotate.config import AnnotateConfig
 from raysynth.annotate.job import evaluate_annotator, predicted, read_corpus
 from raysynth.config import TestSet
-from raysynth.config_base import CorpusRef
-from raysynth.dataset import label_map_for
+from raysynth.dataset import label_map_for, scored_ref
 from raysynth.documents import Document, Entity
 from raysynth.evaluate.config import EvaluateConfig
 from raysynth.evaluate.job import Evaluation, tally_predictions
@@ -41,10 +40,10 @@ def evaluate_llm(
     results = []
     for test in tests:
         mapping = label_map_for(test, cfg.label_map)
-        ref = CorpusRef(path=test.path, format=test.format, scheme=test.scheme)
-        docs = [_mapped(d, mapping) for d in read_corpus(ref, limit)]
-        mapped_ref = _as_parquet(docs, run_dir / "llm-baseline" / test.name / "gold.parquet")
-        scored = evaluate_annotator(annotate, mapped_ref, run_dir / "llm-baseline" / test.name)
+        docs = read_corpus(scored_ref(test, cfg.label_map), limit)
+        for doc in docs:  # prediction rows are built on the document's words
+            doc.token_spans = doc.token_spans or default_tokenize(doc.text)
+        scored = evaluate_annotator(annotate, docs, run_dir / "llm-baseline" / test.name)
         for strategy in scored:
             pred = predicted(strategy.annotations, docs)
             name = f"{test.name}-llm-{strategy.strategy}"
@@ -61,25 +60,6 @@ def evaluate_llm(
             print(f"[evaluate --llm] {name}: strict F1 {f1:.4f} -> {paths['markdown']}")
             results.append(Evaluation(name, f1, out, paths, round(strategy.seconds, 2)))
     return results
-
-
-def _mapped(doc: Document, mapping: dict[str, str]) -> Document:
-    """The document with gold labels mapped to the annotator's, and word spans set."""
-    entities = [
-        Entity(e.start, e.end, mapping.get(e.label, e.label), e.text, e.source, e.fragments)
-        for e in doc.entities
-    ]
-    spans = doc.token_spans or default_tokenize(doc.text)
-    return Document(doc.doc_id, doc.text, entities, doc.tokens, spans)
-
-
-def _as_parquet(docs: list[Document], path: Path) -> CorpusRef:
-    """The mapped sample as a `documents` file: what evaluate_annotator reads back."""
-    from raysynth.corpus import write_documents
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_documents(docs, path, "parquet")
-    return CorpusRef(path=path, format="parquet")
 
 
 def _row(doc: Document, pred: list[Entity], labels: set[str]) -> dict:

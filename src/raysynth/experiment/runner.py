@@ -22,10 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raysynth.config import TestSet
-from raysynth.config_base import CorpusRef
+from raysynth.dataset import scored_ref
 from raysynth.errors import RaysynthError
-from raysynth.evaluate.config import EvaluateConfig
 from raysynth.experiment.plan import Annotation, Cell, Corpus, Plan, ScoredBaseline
 from raysynth.runtime import ray_session
 
@@ -205,15 +203,6 @@ def _train(cell: Cell) -> dict[str, Any]:
     }
 
 
-def gold_ref(test: TestSet, evaluate: EvaluateConfig) -> CorpusRef:
-    """The test set as the evaluate stage scores it: its own label map, then evaluate's."""
-    from raysynth.dataset import label_map_for
-
-    mapping = label_map_for(test, evaluate.label_map)
-    spec = ",".join(f"{k}={v}" for k, v in mapping.items()) or None
-    return CorpusRef(path=test.path, format=test.format, scheme=test.scheme, label_map=spec)
-
-
 def _run_baseline(outcomes: list[Outcome], baseline: ScoredBaseline, plan: Plan) -> None:
     if previous(baseline.run_dir, baseline.digest) is not None:
         outcomes.append(Outcome(baseline.name, "skipped", detail="finished with these settings"))
@@ -231,7 +220,7 @@ def _dictionary(baseline: ScoredBaseline, plan: Plan) -> str:
     matcher = DictionaryMatcher.from_lexicons(baseline.kb.lexicons, baseline.kb.filters)
     scores = {}
     for test in plan.grid.base.test_sets:
-        docs = read_corpus(gold_ref(test, plan.grid.base.evaluate))
+        docs = read_corpus(scored_ref(test, plan.grid.base.evaluate.label_map))
         scores[test.name] = {"dictionary": dictionary_baseline(docs, matcher).scores.to_dict()}
     _mark(baseline.run_dir, digest=baseline.digest, result={"scores": scores})
     return _f1_summary(scores)
@@ -239,14 +228,12 @@ def _dictionary(baseline: ScoredBaseline, plan: Plan) -> str:
 
 def _llm(baseline: ScoredBaseline, plan: Plan) -> str:
     """The annotator's strategies, each alone, on the first `limit` test documents."""
-    from raysynth.annotate.job import evaluate_annotator
+    from raysynth.annotate.job import evaluate_annotator, read_corpus
 
     scores = {}
     for test in plan.grid.base.test_sets:
-        gold = gold_ref(test, plan.grid.base.evaluate)
-        results = evaluate_annotator(
-            baseline.annotate, gold, baseline.run_dir / test.name, baseline.limit
-        )
+        docs = read_corpus(scored_ref(test, plan.grid.base.evaluate.label_map), baseline.limit)
+        results = evaluate_annotator(baseline.annotate, docs, baseline.run_dir / test.name)
         scores[test.name] = {r.strategy: r.scores.to_dict() for r in results}
     _mark(baseline.run_dir, digest=baseline.digest, result={"scores": scores})
     return _f1_summary(scores)
