@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import Field, ValidationError
 
 from raysynth.annotate.config import AnnotateConfig
-from raysynth.config_base import CorpusRef, Strict, describe, resolve_path
+from raysynth.config_base import CorpusRef, Strict, describe, read_yaml_mapping, resolve_path
 from raysynth.errors import ConfigError
 from raysynth.evaluate.config import EvaluateConfig
 from raysynth.generate.config import GenerateConfig
@@ -56,14 +55,7 @@ def load_config(path: str | Path) -> RunConfig:
     """Read and validate a YAML run config. Relative corpus and model paths inside it are
     taken relative to the config file, so a config works from any working directory."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the config must be a mapping of fields")
+    raw = read_yaml_mapping(path, "config")
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as err:

@@ -40,6 +40,23 @@ def resolve_path(base: Path, path: Path) -> Path:
     return path if path.is_absolute() or "://" in str(path) else (base / path).resolve()
 
 
+def read_yaml_mapping(path: Path, what: str) -> dict:
+    """The mapping a YAML `what` file (config, grid, recipe) holds; errors name the file."""
+    import yaml
+
+    from raysynth.errors import ConfigError
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such {what} file") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the {what} must be a mapping of fields")
+    return raw
+
+
 def describe(err: ValidationError) -> str:
     """One line per problem, each naming the field by its dotted path."""
     problems = []

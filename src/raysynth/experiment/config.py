@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import (
     Field,
     PositiveInt,
@@ -30,7 +29,7 @@ from pydantic import (
 
 from raysynth.annotate.config import AnnotateConfig, KnowledgeBase, MergeConfig, Strategy
 from raysynth.config import RunConfig, load_config
-from raysynth.config_base import CorpusRef, Strict, resolve_path
+from raysynth.config_base import CorpusRef, Strict, read_yaml_mapping, resolve_path
 from raysynth.errors import ConfigError
 from raysynth.generate.config import GenerateConfig
 from raysynth.generate.recipe import Recipe, check_recipe
@@ -245,14 +244,7 @@ def naming(source: Path, *field: str) -> Iterator[None]:
 def load_grid(path: str | Path) -> Grid:
     """Read, validate and resolve a grid file; every check a run could fail runs here."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such grid file") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the grid must be a mapping of fields")
+    raw = read_yaml_mapping(path, "grid")
     with naming(path):
         config = GridConfig.model_validate(raw)
     folder = path.parent.resolve()

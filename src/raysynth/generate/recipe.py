@@ -163,17 +163,13 @@ class Recipe(Strict):
 
 def load_recipe(path: Path) -> Recipe:
     """A recipe file (YAML), validated, with its lexicon paths resolved against its folder."""
-    import yaml
     from pydantic import ValidationError
 
-    from raysynth.config_base import describe
+    from raysynth.config_base import describe, read_yaml_mapping
 
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"generate.recipe_file: no such recipe file {path}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if not path.is_file():
+        raise ConfigError(f"generate.recipe_file: no such recipe file {path}")
+    raw = read_yaml_mapping(path, "recipe")
     try:
         return Recipe.model_validate(raw).resolved(path.parent)
     except ValidationError as err:
