@@ -86,7 +86,7 @@ def child(model: Path, data: Path, out: Path) -> None:
     start_ray()
     started = time.monotonic()
     [result] = evaluate(
-        EvaluateConfig(actors=2, batch_size=64, bootstrap=200),
+        EvaluateConfig(actors=2, bootstrap=200),
         str(model),
         [TestSet(name="scale", path=data, format="parquet")],
         out,

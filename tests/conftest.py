@@ -72,7 +72,7 @@ def llama_server(tmp_path_factory):
     from raysynth.llm.config import LocalBackend
     from raysynth.llm.local_server import local_server
 
-    with local_server(LocalBackend(threads=2), tmp_path_factory.mktemp("llama-server")) as server:
+    with local_server(LocalBackend(), tmp_path_factory.mktemp("llama-server")) as server:
         yield server
 
 

@@ -14,6 +14,7 @@ from raysynth.corpus import read_documents, write_documents
 from raysynth.documents import Document, Entity
 from raysynth.evaluate.config import EvaluateConfig
 from raysynth.evaluate.job import evaluate
+from raysynth.evaluate.predict import length_sorted_chunks
 from raysynth.scoring import score_tags
 
 
@@ -42,6 +43,19 @@ def direct_tags(model_dir: Path, sentences: list[list[str]]) -> list[list[str]]:
                 first[word] = model.config.id2label[best[position]]
         tags.append([first[i] for i in range(len(words))])
     return tags
+
+
+def test_forward_chunks_are_length_sorted_within_budget_and_cover_every_window():
+    lengths = [30, 5, 128, 7, 30, 300, 12, 5]
+    chunks = length_sorted_chunks(lengths, budget=64)
+    assert sorted(i for chunk in chunks for i in chunk) == list(range(len(lengths)))
+    flat = [lengths[i] for chunk in chunks for i in chunk]
+    assert flat == sorted(lengths)
+    for chunk in chunks:
+        padded = len(chunk) * max(lengths[i] for i in chunk)
+        assert padded <= 64 or len(chunk) == 1  # a window over the budget goes alone
+    assert [lengths[i] for i in chunks[0]] == [5, 5, 7, 12]  # 4 x 12 = 48; 5 x 30 > 64
+    assert length_sorted_chunks([], 64) == []
 
 
 def test_scores_equal_a_direct_single_process_computation(

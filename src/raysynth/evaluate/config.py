@@ -15,7 +15,12 @@ class EvaluateConfig(Strict):
     model: str | None = Field(
         default=None, description="Model folder; default: the run's model/ (the train stage's)."
     )
-    batch_size: int = Field(default=32, ge=1, description="Documents per inference batch.")
+    batch_size: int = Field(
+        default=256,
+        ge=1,
+        description="Documents per inference batch; their windows are sorted by length and "
+        "run in passes of similar length, so a larger batch wastes less on padding.",
+    )
     actors: int = Field(default=2, ge=1, description="Inference actors (one model each).")
     use_gpu: bool = Field(default=False, description="One GPU per inference actor.")
     cpus_per_actor: float = Field(default=1, gt=0, description="CPUs reserved per actor.")

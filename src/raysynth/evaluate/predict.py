@@ -27,7 +27,8 @@ from raysynth.alignment import (
 from raysynth.documents import Document, Entity
 from raysynth.schema import PREDICTIONS
 
-WINDOWS_PER_FORWARD = 64  # bounds memory on a very long document
+# Subwords per forward pass, padding included: bounds memory on a very long document.
+SUBWORDS_PER_FORWARD = 4096
 
 
 def prediction_row(
@@ -53,6 +54,20 @@ def prediction_row(
         "unseen_words": unseen,
         "gold_conflicts": aligned.conflicts,
     }
+
+
+def length_sorted_chunks(lengths: list[int], budget: int) -> list[list[int]]:
+    """Window indices grouped for forward passes, shortest first, each group's padded size
+    (members x longest) within `budget`. A batch is padded to its longest window, so mixing
+    10- and 128-subword windows would spend most of a pass on padding; sorting first is what
+    makes a batch of short sentences cheap (a `transformers.pipeline` pads in input order)."""
+    chunks: list[list[int]] = []
+    for index in sorted(range(len(lengths)), key=lengths.__getitem__):
+        if chunks and (len(chunks[-1]) + 1) * lengths[index] <= budget:
+            chunks[-1].append(index)
+        else:
+            chunks.append([index])
+    return chunks
 
 
 class Predictor:
@@ -102,9 +117,10 @@ class Predictor:
         """Per document, its windows as (offsets, predicted subword tags, special mask)."""
         enc = tokenize_windows(self.tokenizer, texts, self.max_length, self.stride)
         ids = enc["input_ids"]
-        tags: list[list[str]] = []
-        for start in range(0, len(ids), WINDOWS_PER_FORWARD):
-            tags += self._predict(ids[start : start + WINDOWS_PER_FORWARD])
+        tags: list[list[str]] = [[] for _ in ids]
+        for chunk in length_sorted_chunks([len(w) for w in ids], SUBWORDS_PER_FORWARD):
+            for w, window_tags in zip(chunk, self._predict([ids[w] for w in chunk]), strict=True):
+                tags[w] = window_tags
         per_doc: list[list] = [[] for _ in texts]
         for w, doc in enumerate(enc["overflow_to_sample_mapping"]):
             per_doc[doc].append((enc["offset_mapping"][w], tags[w], enc["special_tokens_mask"][w]))

