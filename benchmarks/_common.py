@@ -36,3 +36,18 @@ def first_sentences(source: Path, n: int | None, out: Path) -> Path:
 
 def emit(figures: dict) -> None:
     print(json.dumps(figures, sort_keys=True))
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak-memory measurement of this process, so that a peak says what the
+    measured work added, not what imports and start-up reached (Linux: writing 5 to
+    clear_refs resets VmHWM)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory since start or the last `reset_peak_rss`."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")

@@ -1,8 +1,8 @@
 """Evaluation at scale: sentences/s through `raysynth evaluate` (2 actors, 1 thread each)
 against a `transformers.pipeline` loop (2 threads) on the same model and sentences (target
 ratio >= 1.0), and the driver's peak memory as the test set grows (NCBI-disease dev
-replicated into Parquet shards; must stay flat). Each size runs in a fresh driver process, so
-each peak is its own.
+replicated into Parquet shards; must stay flat). Each size runs in a fresh driver process and
+its peak is taken from just before `evaluate` starts (imports and Ray's start-up excluded).
 
     python benchmarks/evaluate_scale.py [--quick]
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import SHARED_DATA, emit, start_ray  # noqa: E402
+from _common import SHARED_DATA, emit, peak_rss_mb, reset_peak_rss, start_ray  # noqa: E402
 
 SHARD_ROWS = 10_000
 
@@ -78,12 +77,13 @@ def replicate(n: int, out: Path) -> Path:
 
 
 def child(model: Path, data: Path, out: Path) -> None:
-    """One `raysynth evaluate` in this process; prints its time and the peak RSS."""
+    """One `raysynth evaluate` in this process; writes its time and peak RSS to `out`."""
     from raysynth.config import TestSet
     from raysynth.evaluate.config import EvaluateConfig
     from raysynth.evaluate.job import evaluate
 
     start_ray()
+    reset_peak_rss()
     started = time.monotonic()
     [result] = evaluate(
         EvaluateConfig(actors=2, bootstrap=200),
@@ -91,25 +91,25 @@ def child(model: Path, data: Path, out: Path) -> None:
         [TestSet(name="scale", path=data, format="parquet")],
         out,
     )
-    print(
+    # A file, not stdout: Ray forwards worker log lines to the driver's stdout at any time.
+    (out / "child.json").write_text(
         json.dumps(
             {
                 "seconds": time.monotonic() - started,
                 "f1": result.f1_strict,
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_rss_mb": peak_rss_mb(),
             }
         )
     )
 
 
 def run_child(model: Path, data: Path, out: Path) -> dict:
-    proc = subprocess.run(
+    subprocess.run(
         [sys.executable, __file__, "--child", str(model), str(data), str(out)],
         capture_output=True,
-        text=True,
         check=True,
     )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads((out / "child.json").read_text())
 
 
 def pipeline_loop(model: Path, data: Path) -> float:
@@ -138,11 +138,12 @@ def main() -> None:
         child(*map(Path, args.child))
         return
     work = Path(tempfile.mkdtemp(prefix="raysynth-evaluate-scale-"))
-    speed_n = 1_000 if args.quick else 5_000
+    speed_n = 2_000 if args.quick else 5_000
     minilm = build_model(work / "minilm", tiny=False)
     speed_data = replicate(speed_n, work / f"data-{speed_n}")
     ours = run_child(minilm, speed_data, work / "run-speed")
     baseline = pipeline_loop(minilm, speed_data)
+    print(json.dumps({"raysynth": ours, "pipeline_sentences_per_s": baseline}), flush=True)
     tiny = build_model(work / "tiny", tiny=True)
     sizes = [2_000, 10_000, 50_000] if args.quick else [10_000, 100_000, 1_000_000]
     memory = {}
@@ -152,6 +153,7 @@ def main() -> None:
             "peak_rss_mb": round(result["peak_rss_mb"], 1),
             "seconds": round(result["seconds"], 1),
         }
+        print(json.dumps({n: memory[str(n)]}), flush=True)
     ours_rate = speed_n / ours["seconds"]
     peaks = [m["peak_rss_mb"] for m in memory.values()]
     emit(

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, SHARED_DATA, emit, start_ray  # noqa: E402
+from _common import REPO, SHARED_DATA, emit, peak_rss_mb, reset_peak_rss, start_ray  # noqa: E402
 
 SHARD_ROWS = 1000
 
@@ -148,6 +147,7 @@ def plumbing(n: int) -> dict:
                 usage = {"prompt_tokens": 1, "completion_tokens": 1}
                 cache.put(key, {"response": text, "usage": usage})
         start_ray()
+        reset_peak_rss()
         started = time.monotonic()
         result = generate(config, run)
         stage_s = time.monotonic() - started
@@ -157,7 +157,7 @@ def plumbing(n: int) -> dict:
         "expand_s": round(expand_s, 2),
         "stage_s": round(stage_s, 2),
         "rows_per_s": round(n / stage_s, 1),
-        "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "driver_peak_rss_mb": round(peak_rss_mb()),
         "counts": result.counts,
     }
 
@@ -165,17 +165,21 @@ def plumbing(n: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--plumbing-size", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--plumbing", nargs=2, metavar=("SIZE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.plumbing_size:
-        print(json.dumps(plumbing(args.plumbing_size)))
+    if args.plumbing:
+        # A file, not stdout: Ray forwards worker log lines to the driver's stdout at any time.
+        Path(args.plumbing[1]).write_text(json.dumps(plumbing(int(args.plumbing[0]))))
         return
     sizes = [1_000, 10_000] if args.quick else [10_000, 100_000, 1_000_000]
     runs = []
-    for n in sizes:
-        cmd = [sys.executable, __file__, "--plumbing-size", str(n)]
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=True)
-        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            out = Path(tmp) / f"plumbing-{n}.json"
+            cmd = [sys.executable, __file__, "--plumbing", str(n), str(out)]
+            subprocess.run(cmd, capture_output=True, cwd=REPO, check=True)
+            runs.append(json.loads(out.read_text()))
+            print(json.dumps(runs[-1]), flush=True)
     figures = {"plumbing": runs}
     per_row = [r["stage_s"] / r["prompts"] for r in runs]
     figures["plumbing_time_per_row_ratio_last_first"] = round(per_row[-1] / per_row[0], 2)
