@@ -175,12 +175,17 @@ class DictionaryMatcher:
         return entities
 
     def candidates(self, text: str) -> list[tuple[str, str]]:
-        """(surface string as written, label) of every match, each pair once, in order of
-        appearance: the dictionary hints of a prompt."""
-        seen: dict[tuple[str, str], None] = {}
-        for entity in self.match(text):
-            seen.setdefault((text[entity.start : entity.end], entity.label), None)
-        return list(seen)
+        """The dictionary hints of a prompt for `text` (see `hints`)."""
+        return hints(self.match(text))
+
+
+def hints(matches: Sequence[Entity]) -> list[tuple[str, str]]:
+    """(surface string as first written, label) of each match, in order of appearance, each
+    once whatever its case: what a prompt lists as dictionary terms found in the note."""
+    seen: dict[tuple[str, str], tuple[str, str]] = {}
+    for entity in matches:
+        seen.setdefault((entity.text.lower(), entity.label), (entity.text, entity.label))
+    return list(seen.values())
 
 
 @dataclass(frozen=True)

@@ -47,10 +47,18 @@ class Resources:
     def kb_entities(self, text: str) -> list[Entity]:
         return self.matcher.match(text) if self.matcher is not None and text else []
 
-    def examples(self, strategy: Strategy, texts: Sequence[str]) -> list[list[Document]]:
-        """The in-context examples of each text, in prompt order (most similar last)."""
+    def embed(self, texts: Sequence[str]) -> np.ndarray | None:
+        """The notes' embeddings when a kNN strategy needs them: computed once per batch and
+        shared by every kNN strategy."""
+        return self.embedder.encode(list(texts)) if self.embedder is not None else None
+
+    def examples(
+        self, strategy: Strategy, texts: Sequence[str], vectors: np.ndarray | None
+    ) -> list[list[Document]]:
+        """The in-context examples of each text, in prompt order (most similar last);
+        `vectors` are the texts' embeddings (`embed`), used by kNN."""
         if strategy.shots == "zero":
             return [[] for _ in texts]
         if strategy.shots == "fixed":
             return [self.pool.fixed(strategy.k)] * len(texts)
-        return self.pool.select(self.embedder.encode(list(texts)), strategy.k, list(texts))
+        return self.pool.select(vectors, strategy.k, list(texts))

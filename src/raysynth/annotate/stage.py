@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from raysynth.annotate.align import align
 from raysynth.annotate.config import AnnotateConfig, Strategy, check_privacy
+from raysynth.annotate.kb import hints
 from raysynth.annotate.merge import Answer, decide, merge_note
 from raysynth.annotate.parse import PARSERS
 from raysynth.annotate.prompts import PromptBuilder, json_schema
@@ -210,9 +211,10 @@ class RequestBuilder:
         notes = batch.to_pylist()
         texts = [n["text"] or "" for n in notes]
         kb = [self.resources.kb_entities(t) for t in texts]
+        vectors = self.resources.embed(texts)
         rows = []
         for builder in self.builders:
-            examples = self.resources.examples(builder.strategy, texts)
+            examples = self.resources.examples(builder.strategy, texts, vectors)
             for note, note_kb, shots in zip(notes, kb, examples, strict=True):
                 rows += self._requests(builder, note, note_kb, shots)
         return pa.Table.from_pylist(rows)
@@ -220,8 +222,8 @@ class RequestBuilder:
     def _requests(self, builder: PromptBuilder, note: dict, kb: list[Entity], shots) -> list:
         strategy: Strategy = builder.strategy
         usable = note["status"] == STATUS_OK and bool(note["text"])
-        hints = [(e.text, e.label) for e in kb] if strategy.kb_in_prompt else []
-        messages = builder.messages(note["text"], shots, _unique(hints)) if usable else None
+        found = hints(kb) if strategy.kb_in_prompt else []
+        messages = builder.messages(note["text"], shots, found) if usable else None
         base = {
             "path": note["path"],
             "note_id": note["note_id"],
@@ -243,10 +245,6 @@ class RequestBuilder:
             {**base, "sample": i, "seed": self.config.seed * 1000 + i}
             for i in range(strategy.samples)
         ]
-
-
-def _unique(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    return list(dict.fromkeys((text.lower(), label) for text, label in pairs))
 
 
 def read_answers(batch: pa.Table, labels: list[str], occurrences: str) -> pa.Table:
