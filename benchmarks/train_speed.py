@@ -21,7 +21,7 @@ from _common import SHARED_DATA, emit, first_sentences, start_ray  # noqa: E402
 from raysynth.config_base import CorpusRef  # noqa: E402
 from raysynth.corpus import read_documents  # noqa: E402
 from raysynth.train.config import TrainConfig  # noqa: E402
-from raysynth.train.features import Featurizer, label_list  # noqa: E402
+from raysynth.train.features import Featurizer, label_list, token_classifier  # noqa: E402
 from raysynth.train.fit import default_model, train  # noqa: E402
 
 BATCH_PER_STEP = 16
@@ -31,7 +31,6 @@ def plain_trainer(cfg: TrainConfig, train_file: Path, work: Path) -> float:
     """Samples/s of one HF Trainer process on the windows `raysynth train` builds."""
     import torch
     from transformers import (
-        AutoModelForTokenClassification,
         AutoTokenizer,
         DataCollatorForTokenClassification,
         Trainer,
@@ -45,13 +44,7 @@ def plain_trainer(cfg: TrainConfig, train_file: Path, work: Path) -> float:
     for doc in read_documents(train_file):
         for window, _ in featurizer.windows(doc.text, doc.entities, doc.token_spans):
             rows.append(window)
-    labels = label_list(cfg.labels)
-    model = AutoModelForTokenClassification.from_pretrained(
-        model_path,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={t: i for i, t in enumerate(labels)},
-    )
+    model = token_classifier(model_path, label_list(cfg.labels))
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     args = TrainingArguments(
         output_dir=str(work / "plain"),

@@ -82,7 +82,6 @@ def trained_tiny_ner(tiny_bert, tmp_path_factory) -> Path:
     (tests.helpers): a model whose predictions are right, for tests of inference plumbing."""
     import torch
     from transformers import (
-        AutoModelForTokenClassification,
         AutoTokenizer,
         DataCollatorForTokenClassification,
         Trainer,
@@ -90,7 +89,7 @@ def trained_tiny_ner(tiny_bert, tmp_path_factory) -> Path:
     )
 
     from raysynth.corpus import read_documents
-    from raysynth.train.features import Featurizer, label_list
+    from raysynth.train.features import Featurizer, label_list, token_classifier
     from tests.helpers import write_easy_corpus
 
     torch.manual_seed(0)
@@ -102,13 +101,7 @@ def trained_tiny_ner(tiny_bert, tmp_path_factory) -> Path:
         for d in read_documents(corpus)
         for w, _ in featurizer.windows(d.text, d.entities, d.token_spans)
     ]
-    labels = label_list(["Disease"])
-    model = AutoModelForTokenClassification.from_pretrained(
-        tiny_bert,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={t: i for i, t in enumerate(labels)},
-    )
+    model = token_classifier(str(tiny_bert), label_list(["Disease"]))
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     args = TrainingArguments(
         output_dir=str(folder / "out"),
@@ -138,18 +131,12 @@ def tiny_ner_random(tiny_bert, tmp_path_factory) -> Path:
     untrained, so its tags are arbitrary but fixed, which is all a comparison of two
     scoring paths needs."""
     import torch
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from raysynth.train.features import label_list
+    from raysynth.train.features import label_list, token_classifier
 
     torch.manual_seed(1)
-    labels = label_list(["Disease"])
-    model = AutoModelForTokenClassification.from_pretrained(
-        tiny_bert,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={t: i for i, t in enumerate(labels)},
-    )
+    model = token_classifier(str(tiny_bert), label_list(["Disease"]))
     folder = tmp_path_factory.mktemp("tiny_ner_random")
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(folder)

@@ -34,6 +34,20 @@ def label_list(labels: Sequence[str]) -> list[str]:
     return ["O"] + [f"{prefix}-{label}" for label in sorted(labels) for prefix in ("B", "I")]
 
 
+def token_classifier(model_path: str, tags: Sequence[str]) -> Any:
+    """A token-classification model from a backbone folder with a fresh head over `tags`
+    (`label_list`), replacing any head the folder had."""
+    from transformers import AutoModelForTokenClassification
+
+    return AutoModelForTokenClassification.from_pretrained(
+        model_path,
+        num_labels=len(tags),
+        id2label=dict(enumerate(tags)),
+        label2id={tag: i for i, tag in enumerate(tags)},
+        ignore_mismatched_sizes=True,
+    )
+
+
 class Featurizer:
     def __init__(
         self,

@@ -31,22 +31,12 @@ def train_loop(cfg: dict[str, Any]) -> None:
 
     import ray.train
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
-    from transformers import (
-        AutoModelForTokenClassification,
-        AutoTokenizer,
-        DataCollatorForTokenClassification,
-        Trainer,
-    )
+    from transformers import AutoTokenizer, DataCollatorForTokenClassification, Trainer
 
-    labels: list[str] = cfg["label_list"]
+    from raysynth.train.features import token_classifier
+
     tokenizer = AutoTokenizer.from_pretrained(cfg["model"])
-    model = AutoModelForTokenClassification.from_pretrained(
-        cfg["model"],
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={tag: i for i, tag in enumerate(labels)},
-        ignore_mismatched_sizes=True,  # a fresh classifier head replaces any old one
-    )
+    model = token_classifier(cfg["model"], cfg["label_list"])
     collator = DataCollatorForTokenClassification(tokenizer)
     # The windows were shuffled once on the driver; the buffer reorders them again within
     # each epoch, so no two epochs see the same batches.
@@ -67,7 +57,7 @@ def train_loop(cfg: dict[str, Any]) -> None:
             eval_dataset=dev,
             data_collator=collator,
             processing_class=tokenizer,
-            compute_metrics=partial(dev_metrics, labels),
+            compute_metrics=partial(dev_metrics, cfg["label_list"]),
             callbacks=callbacks,
         )
         trainer = prepare_trainer(trainer)
