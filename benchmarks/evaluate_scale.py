@@ -4,7 +4,7 @@ ratio >= 1.0), and the driver's peak memory as the test set grows (NCBI-disease 
 replicated into Parquet shards; must stay flat). Each size runs in a fresh driver process and
 its peak is taken from just before `evaluate` starts (imports and Ray's start-up excluded).
 
-    python benchmarks/evaluate_scale.py [--quick] [--sizes 10000,100000]
+    python benchmarks/evaluate_scale.py [--quick] [--memory-only] [--sizes 10000,100000]
 """
 
 from __future__ import annotations
@@ -130,6 +130,7 @@ def pipeline_loop(model: Path, data: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    parser.add_argument("--memory-only", action="store_true", help="skip the speed comparison")
     parser.add_argument(
         "--sizes",
         help="comma-separated sizes of the memory runs (default 10000,100000,1000000; "
@@ -143,12 +144,10 @@ def main() -> None:
         child(*map(Path, args.child))
         return
     work = Path(tempfile.mkdtemp(prefix="raysynth-evaluate-scale-"))
-    speed_n = 2_000 if args.quick else 5_000
-    minilm = build_model(work / "minilm", tiny=False)
-    speed_data = replicate(speed_n, work / f"data-{speed_n}")
-    ours = run_child(minilm, speed_data, work / "run-speed")
-    baseline = pipeline_loop(minilm, speed_data)
-    print(json.dumps({"raysynth": ours, "pipeline_sentences_per_s": baseline}), flush=True)
+    figures: dict = {"benchmark": "evaluate_scale", "quick": args.quick}
+    if not args.memory_only:
+        figures.update(speed(work, 2_000 if args.quick else 5_000))
+        print(json.dumps(figures), flush=True)
     tiny = build_model(work / "tiny", tiny=True)
     default = "2000,10000,50000" if args.quick else "10000,100000,1000000"
     sizes = [int(n) for n in (default if args.sizes is None else args.sizes).split(",") if n]
@@ -160,23 +159,26 @@ def main() -> None:
             "seconds": round(result["seconds"], 1),
         }
         print(json.dumps({n: memory[str(n)]}), flush=True)
-    ours_rate = speed_n / ours["seconds"]
     peaks = [m["peak_rss_mb"] for m in memory.values()]
-    emit(
-        {
-            "benchmark": "evaluate_scale",
-            "quick": args.quick,
-            "sentences": speed_n,
-            "raysynth_sentences_per_s": round(ours_rate, 1),
-            "pipeline_loop_sentences_per_s": round(baseline, 1),
-            "ratio": round(ours_rate / baseline, 3),
-            "target_ratio": 1.0,
-            "driver_peak_rss_by_size": memory,
-            "peak_rss_growth_largest_over_smallest": (
-                round(peaks[-1] / peaks[0], 3) if peaks else None
-            ),
-        }
-    )
+    figures["driver_peak_rss_by_size"] = memory
+    if peaks:
+        figures["peak_rss_growth_largest_over_smallest"] = round(peaks[-1] / peaks[0], 3)
+    emit(figures)
+
+
+def speed(work: Path, n: int) -> dict:
+    """raysynth evaluate, then the pipeline loop, on the same n sentences with MiniLM."""
+    minilm = build_model(work / "minilm", tiny=False)
+    data = replicate(n, work / f"data-{n}")
+    ours = n / run_child(minilm, data, work / "run-speed")["seconds"]
+    baseline = pipeline_loop(minilm, data)
+    return {
+        "sentences": n,
+        "raysynth_sentences_per_s": round(ours, 1),
+        "pipeline_loop_sentences_per_s": round(baseline, 1),
+        "ratio": round(ours / baseline, 3),
+        "target_ratio": 1.0,
+    }
 
 
 if __name__ == "__main__":
