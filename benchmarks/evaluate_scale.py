@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import SHARED_DATA, emit, peak_rss_mb, reset_peak_rss, start_ray  # noqa: E402
 
-SHARD_ROWS = 10_000
+SHARD_ROWS = 1_000  # a block goes to one actor whole: several per actor
 
 
 def build_model(folder: Path, tiny: bool) -> Path:

@@ -98,10 +98,7 @@ def _predict(cfg: EvaluateConfig, model_dir: str, test: TestSet, docs: Any) -> A
         "label_map": label_map_for(test, cfg.label_map),
         "use_gpu": cfg.use_gpu,
     }
-    # A block goes to one actor whole: a test set read as one large block (a single file)
-    # would keep every other actor idle. Streaming re-blocking to one batch per block lets
-    # the pool share it, with no barrier in front of inference.
-    return docs.repartition(target_num_rows_per_block=cfg.batch_size).map_batches(
+    return docs.map_batches(
         Predictor,
         fn_constructor_kwargs=kwargs,
         batch_size=cfg.batch_size,
