@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,3 +53,17 @@ def peak_rss_mb() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def in_fresh_process(script: str, args: list[str], out: Path) -> dict:
+    """Run `python script *args out` (its own Ray session and peak memory) and return the
+    figures it wrote to `out` with `write_figures`. A file, not stdout: Ray forwards worker
+    log lines to the driver's stdout at any time."""
+    subprocess.run([sys.executable, script, *args, str(out)], capture_output=True, cwd=REPO,
+                   check=True)  # fmt: skip
+    return json.loads(out.read_text())
+
+
+def write_figures(out: Path, figures: dict) -> None:
+    """The child side of `in_fresh_process`."""
+    out.write_text(json.dumps(figures))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,7 +18,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import SHARED_DATA, emit, peak_rss_mb, reset_peak_rss, start_ray  # noqa: E402
+from _common import (  # noqa: E402
+    SHARED_DATA,
+    emit,
+    in_fresh_process,
+    peak_rss_mb,
+    reset_peak_rss,
+    start_ray,
+    write_figures,
+)
 
 SHARD_ROWS = 1_000  # a block goes to one actor whole: several per actor
 
@@ -76,8 +83,9 @@ def replicate(n: int, out: Path) -> Path:
     return out
 
 
-def child(model: Path, data: Path, out: Path) -> None:
-    """One `raysynth evaluate` in this process; writes its time and peak RSS to `out`."""
+def child(model: Path, data: Path, figures: Path) -> None:
+    """One `raysynth evaluate` in this process, run in `figures`' folder; writes its time and
+    peak RSS to `figures`."""
     from raysynth.config import TestSet
     from raysynth.evaluate.config import EvaluateConfig
     from raysynth.evaluate.job import evaluate
@@ -89,27 +97,21 @@ def child(model: Path, data: Path, out: Path) -> None:
         EvaluateConfig(actors=2, bootstrap=200),
         str(model),
         [TestSet(name="scale", path=data, format="parquet")],
-        out,
+        figures.parent,
     )
-    # A file, not stdout: Ray forwards worker log lines to the driver's stdout at any time.
-    (out / "child.json").write_text(
-        json.dumps(
-            {
-                "seconds": time.monotonic() - started,
-                "f1": result.f1_strict,
-                "peak_rss_mb": peak_rss_mb(),
-            }
-        )
+    write_figures(
+        figures,
+        {
+            "seconds": time.monotonic() - started,
+            "f1": result.f1_strict,
+            "peak_rss_mb": peak_rss_mb(),
+        },
     )
 
 
 def run_child(model: Path, data: Path, out: Path) -> dict:
-    subprocess.run(
-        [sys.executable, __file__, "--child", str(model), str(data), str(out)],
-        capture_output=True,
-        check=True,
-    )
-    return json.loads((out / "child.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    return in_fresh_process(__file__, ["--child", str(model), str(data)], out / "child.json")
 
 
 def pipeline_loop(model: Path, data: Path) -> float:
@@ -137,7 +139,7 @@ def main() -> None:
         "--quick: 2000,10000,50000); empty: the speed comparison alone",
     )
     parser.add_argument(
-        "--child", nargs=3, metavar=("MODEL", "DATA", "OUT"), help=argparse.SUPPRESS
+        "--child", nargs=3, metavar=("MODEL", "DATA", "FIGURES"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.child:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +26,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, SHARED_DATA, emit, peak_rss_mb, reset_peak_rss, start_ray  # noqa: E402
+from _common import (  # noqa: E402
+    SHARED_DATA,
+    emit,
+    in_fresh_process,
+    peak_rss_mb,
+    reset_peak_rss,
+    start_ray,
+    write_figures,
+)
 
 SHARD_ROWS = 1000
 
@@ -168,17 +175,14 @@ def main() -> None:
     parser.add_argument("--plumbing", nargs=2, metavar=("SIZE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plumbing:
-        # A file, not stdout: Ray forwards worker log lines to the driver's stdout at any time.
-        Path(args.plumbing[1]).write_text(json.dumps(plumbing(int(args.plumbing[0]))))
+        write_figures(Path(args.plumbing[1]), plumbing(int(args.plumbing[0])))
         return
     sizes = [1_000, 10_000] if args.quick else [10_000, 100_000, 1_000_000]
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             out = Path(tmp) / f"plumbing-{n}.json"
-            cmd = [sys.executable, __file__, "--plumbing", str(n), str(out)]
-            subprocess.run(cmd, capture_output=True, cwd=REPO, check=True)
-            runs.append(json.loads(out.read_text()))
+            runs.append(in_fresh_process(__file__, ["--plumbing", str(n)], out))
             print(json.dumps(runs[-1]), flush=True)
     figures = {"plumbing": runs}
     per_row = [r["stage_s"] / r["prompts"] for r in runs]
