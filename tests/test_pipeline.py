@@ -1,9 +1,12 @@
 """`raysynth run` on a small config: every stage on CPU with the real llama.cpp server and a
-tiny model, a manifest whose counts reconcile, and a rerun that redoes nothing."""
+tiny model, a manifest whose counts reconcile, and a rerun that redoes nothing. The run is
+stored at a URI (pyarrow's file://), so the rerun starts from an empty working copy, as a new
+driver on another machine would."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pyarrow.parquet as pq
 import yaml
@@ -23,7 +26,8 @@ def small_config(tmp_path, llama_server, tiny_bert) -> dict:
     test = write_easy_corpus(tmp_path / "test.tsv", 30, seed=3)
     return {
         "name": "small",
-        "storage": str(tmp_path / "runs"),
+        "storage": f"file://{tmp_path}/remote",
+        "work_dir": str(tmp_path / "work"),
         "test_sets": [{"name": "easy", "path": str(test), "label_map": "Disease=DISEASE"}],
         "generate": {"recipe": recipe, "backend": backend, "shard_rows": 4},
         "annotate": {
@@ -58,26 +62,35 @@ def test_run_writes_every_table_and_a_rerun_redoes_nothing(
     path.write_text(yaml.safe_dump(small_config(tmp_path, llama_server, tiny_bert)))
     config = load_config(path)
     result = run(config)
-    run_dir = result.run_dir
+    stored = tmp_path / "remote" / "small"
+    assert result.storage.remote == f"file://{stored}"
+    assert result.run_dir == tmp_path / "work" / "small"
 
     statuses = {s.name: s.status for s in result.stages}
     assert statuses == dict.fromkeys(["data", "generate", "annotate", "train", "evaluate"], "done")
-    notes = pq.read_table(run_dir / "generate" / "notes").to_pylist()
-    annotations = pq.read_table(run_dir / "annotations").to_pylist()
+    notes = pq.read_table(stored / "generate" / "notes").to_pylist()
+    annotations = pq.read_table(stored / "annotations").to_pylist()
     assert len(notes) == 8 and len(annotations) == 8
     assert sorted(n["note_id"] for n in notes) == sorted(a["note_id"] for a in annotations)
-    assert (run_dir / "model" / "config.json").is_file()
-    assert (run_dir / "report" / "easy" / "report.json").is_file()
-    assert list((run_dir / "predictions" / "easy").glob("*.parquet"))
+    assert (stored / "model" / "config.json").is_file()
+    assert (stored / "report" / "easy" / "report.json").is_file()
+    # Written by workers straight to the storage, never to the working copy:
+    for folder in ("llm-cache", "checkpoints", "predictions/easy"):
+        assert any(p.is_file() for p in (stored / folder).rglob("*")), folder
+        assert not (result.run_dir / folder).exists(), folder
 
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest = json.loads((stored / "manifest.json").read_text())
     assert len(manifest["config_sha256"]) == 64 and manifest["versions"]["ray"]
     counts = {s["name"]: s["counts"] for s in manifest["stages"]}
-    g, a = counts["generate"], counts["annotate"]
+    g, a, t, e = (counts[n] for n in ("generate", "annotate", "train", "evaluate"))
     assert g["rows"] == g["ok"] + g["failed"] + g["removed"] == 8
+    assert g["prompt_tokens"] > 0 and g["completion_tokens"] > 0
     assert a["rows"] == a["ok"] + a["quarantined"] == 8
     assert a["quarantined"] >= g["failed"] + g["removed"]  # notes generation did not keep
+    assert t["rows"] == 8 and t["ok"] == a["ok"] == t["train_documents"] + t["dev_documents"]
+    assert e["easy_rows"] == e["easy_used"] == e["easy_scored"] == 30
 
+    shutil.rmtree(result.run_dir)  # a new driver: everything comes from the storage
     again = run(config)
     details = {s.name: (s.status, s.detail) for s in again.stages}
     assert "0 shards written, 2 skipped" in details["generate"][1]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from raysynth.errors import RaysynthError
@@ -150,12 +151,29 @@ def _run(args: argparse.Namespace) -> int:
     from raysynth.pipeline import run
 
     result = run(load_config(args.config))
+    if result.storage.remote:
+        print(f"\nrun stored at: {result.storage.remote} (working copy below)")
     print(f"\nrun directory: {result.run_dir}")
     print(f"manifest:      {result.run_dir / 'manifest.json'}")
     for stage in result.stages:
         for name, path in stage.outputs.items():
             print(f"{stage.name} {name}: {path}")
     return 0
+
+
+@contextmanager
+def _stage_session(config: Any) -> Iterator[Any]:
+    """Ray, and the run's storage fetched before a single-stage command and mirrored after
+    it (even when it fails: the shards it wrote are kept)."""
+    from raysynth.runtime import ray_session
+
+    storage = config.run_storage()
+    storage.pull()
+    try:
+        with ray_session():
+            yield storage
+    finally:
+        storage.push()
 
 
 def _config_with(path: str, section: str) -> Any:
@@ -171,11 +189,10 @@ def _config_with(path: str, section: str) -> Any:
 
 def _generate(args: argparse.Namespace) -> int:
     from raysynth.generate.stage import generate
-    from raysynth.runtime import ray_session
 
     config = _config_with(args.config, "generate")
-    with ray_session():
-        result = generate(config.generate, config.run_dir)
+    with _stage_session(config) as storage:
+        result = generate(config.generate, storage.local, storage=storage)
     c = result.counts
     print(
         f"notes: {c['rows']} ({c['ok']} ok, {c['failed']} failed, {c['removed']} removed); "
@@ -186,7 +203,6 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _annotate(args: argparse.Namespace) -> int:
-    from raysynth.runtime import ray_session
 
     config = _config_with(args.config, "annotate")
     if args.gold:
@@ -195,15 +211,15 @@ def _annotate(args: argparse.Namespace) -> int:
 
         gold = CorpusRef(path=args.gold, format=args.format, label_map=args.label_map)
         docs = read_corpus(gold, args.limit)
-        with ray_session():
-            results = evaluate_annotator(config.annotate, docs, config.run_dir)
+        with _stage_session(config) as storage:
+            results = evaluate_annotator(config.annotate, docs, storage.local)
         print(results_table(results))
         print(f"results: {config.run_dir / 'annotator-eval' / 'results.json'}")
         return 0
     from raysynth.annotate.job import annotate_run
 
-    with ray_session():
-        result = annotate_run(config.annotate, config.run_dir)
+    with _stage_session(config) as storage:
+        result = annotate_run(config.annotate, storage.local, storage=storage)
     c = result.counts
     print(
         f"annotations: {c['rows']} ({c['ok']} ok, {c['quarantined']} quarantined); "
@@ -215,12 +231,11 @@ def _annotate(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from raysynth.runtime import ray_session
     from raysynth.train.fit import train
 
     config = _config_with(args.config, "train")
-    with ray_session():
-        result = train(config.train, config.run_dir)
+    with _stage_session(config) as storage:
+        result = train(config.train, storage.local, storage=storage)
     best = result.metrics["best"]
     print(f"model:   {result.model_dir} (dev F1 {best['eval_f1']:.4f}, step {best['step']})")
     print(f"metrics: {result.metrics_path}")
@@ -234,7 +249,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     from raysynth.corpus import parse_label_map
     from raysynth.errors import ConfigError
     from raysynth.evaluate.job import evaluate
-    from raysynth.runtime import ray_session
 
     if args.config:
         config = load_config(args.config)
@@ -250,9 +264,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         cfg = cfg.model_copy(update={"label_map": parse_label_map(args.label_map)})
     if args.llm:
         return _evaluate_llm(config, cfg, tests, args.limit)
-    model = args.model or cfg.model or str(config.run_dir / "model")
-    with ray_session():
-        results = evaluate(cfg, model, tests, config.run_dir)
+    with _stage_session(config) as storage:
+        model = args.model or cfg.model or str(storage.local / "model")
+        results = evaluate(cfg, model, tests, storage.local, storage=storage)
     for result in results:
         print(f"{result.name}: F1 {result.f1_strict:.4f}; report {result.report['markdown']}")
     return 0
@@ -261,12 +275,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _evaluate_llm(config: Any, cfg: Any, tests: list, limit: int | None) -> int:
     from raysynth.errors import ConfigError
     from raysynth.evaluate.llm_baseline import evaluate_llm
-    from raysynth.runtime import ray_session
 
     if config.annotate is None:
         raise ConfigError("--llm needs a CONFIG with an annotate section")
-    with ray_session():
-        results = evaluate_llm(config.annotate, cfg, tests, config.run_dir, limit)
+    with _stage_session(config) as storage:
+        results = evaluate_llm(config.annotate, cfg, tests, storage.local, limit)
     for result in results:
         print(f"{result.name}: F1 {result.f1_strict:.4f}; report {result.report['markdown']}")
     return 0

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from raysynth.annotate.config import AnnotateConfig
 from raysynth.config_base import CorpusRef, Strict, describe, read_yaml_mapping, resolve_path
 from raysynth.errors import ConfigError
 from raysynth.evaluate.config import EvaluateConfig
 from raysynth.generate.config import GenerateConfig
+from raysynth.storage import RunStorage
 from raysynth.train.config import TrainConfig
 
 
@@ -29,7 +30,15 @@ class RunConfig(Strict):
     name: str = Field(
         description="Run name: the run directory is <storage>/<name>.", pattern=r"^[A-Za-z0-9._-]+$"
     )
-    storage: Path = Field(default=Path("runs"), description="Folder holding run directories.")
+    storage: str = Field(
+        default="runs",
+        description="Where run directories live: a folder, or a URI of any filesystem pyarrow "
+        "reads (s3://bucket/runs, gs://..., file://...), mirrored from a local working copy.",
+    )
+    work_dir: Path = Field(
+        default=Path("~/.cache/raysynth/runs"),
+        description="Local working copies of runs whose storage is a URI.",
+    )
     generate: GenerateConfig | None = Field(
         default=None, description="Synthetic note generation (recipe -> prompts -> notes)."
     )
@@ -46,9 +55,18 @@ class RunConfig(Strict):
         default_factory=list, description="Real test sets the trained model is scored on."
     )
 
+    @field_validator("storage", mode="before")
+    @classmethod
+    def _storage_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, Path) else value
+
+    def run_storage(self) -> RunStorage:
+        return RunStorage.open(self.storage, self.name, self.work_dir)
+
     @property
     def run_dir(self) -> Path:
-        return self.storage / self.name
+        """The run directory the driver reads and writes (a working copy for a URI)."""
+        return self.run_storage().local
 
 
 def load_config(path: str | Path) -> RunConfig:

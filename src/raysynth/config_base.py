@@ -4,9 +4,9 @@ and error messages that name the field."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, ValidationError
 
 
 class Strict(BaseModel):
@@ -16,10 +16,20 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class CorpusRef(Strict):
-    """A corpus on disk, in any format `raysynth convert` reads."""
+def location(value: object) -> Path | str:
+    # pathlib folds "s3://bucket" into "s3:/bucket": URIs stay strings.
+    text = str(value)
+    return text if "://" in text else Path(text)
 
-    path: Path = Field(
+
+# A local path, or a URI of any filesystem pyarrow reads (s3://, gs://, ...).
+Location = Annotated[Path | str, PlainValidator(location), PlainSerializer(str)]
+
+
+class CorpusRef(Strict):
+    """A corpus on disk, in any format `raysynth convert` reads (Parquet also at a URI)."""
+
+    path: Location = Field(
         description="Corpus file or folder; relative paths are resolved against the config "
         "file's folder."
     )
@@ -35,9 +45,11 @@ class CorpusRef(Strict):
     )
 
 
-def resolve_path(base: Path, path: Path) -> Path:
+def resolve_path(base: Path, path: Path | str) -> Path | str:
     """`path` relative to `base`, unless it is absolute or a URI (s3://, gs://, ...)."""
-    return path if path.is_absolute() or "://" in str(path) else (base / path).resolve()
+    if isinstance(path, str) or path.is_absolute():
+        return path
+    return (base / path).resolve()
 
 
 def read_yaml_mapping(path: Path, what: str) -> dict:

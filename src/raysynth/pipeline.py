@@ -16,6 +16,7 @@ from typing import Any
 from raysynth.config import RunConfig
 from raysynth.corpus import ReadReport, parse_label_map, read_documents, write_documents
 from raysynth.runtime import ray_session
+from raysynth.storage import RunStorage
 
 
 @dataclass
@@ -30,18 +31,26 @@ class StageReport:
 
 @dataclass
 class RunResult:
-    run_dir: Path
+    storage: RunStorage
     stages: list[StageReport] = field(default_factory=list)
+
+    @property
+    def run_dir(self) -> Path:
+        """The run directory on this machine (a working copy when storage is a URI)."""
+        return self.storage.local
 
 
 def run(config: RunConfig) -> RunResult:
-    """Every stage in order, in one Ray session; the manifest is rewritten after each stage,
-    so an interrupted run still says how far it got."""
-    run_dir = config.run_dir.resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    result = RunResult(run_dir=run_dir)
+    """Every stage in order, in one Ray session; the manifest is rewritten (and, for a URI
+    storage, the run mirrored) after each stage, so an interrupted run still says how far it
+    got and a rerun anywhere resumes from there."""
+    storage = config.run_storage()
+    fetched = storage.pull()
+    if storage.remote:
+        print(f"[storage] {storage.remote}: {fetched} files fetched into {storage.local}")
+    result = RunResult(storage)
     header = _manifest_header(config)
-    _step(result, header, "data", lambda: _test_sets(config, run_dir))
+    _step(result, header, "data", lambda: _test_sets(config, storage.local))
     with ray_session():  # one Ray session serves every stage that needs one
         for name, stage in (
             ("generate", _generate),
@@ -49,7 +58,7 @@ def run(config: RunConfig) -> RunResult:
             ("train", _train),
             ("evaluate", _evaluate),
         ):
-            _step(result, header, name, lambda stage=stage: stage(config, run_dir))
+            _step(result, header, name, lambda stage=stage: stage(config, storage))
     return result
 
 
@@ -62,6 +71,7 @@ def _step(result: RunResult, header: dict, name: str, work) -> None:
     manifest = {**header, "stages": [asdict(s) for s in result.stages]}
     path = result.run_dir / "manifest.json"
     path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    result.storage.push()
 
 
 PACKAGES = ("raysynth", "ray", "torch", "transformers", "vllm", "llama_cpp_python", "pyarrow",
@@ -108,12 +118,20 @@ def _test_sets(config: RunConfig, run_dir: Path) -> StageReport:
     return report
 
 
-def _generate(config: RunConfig, run_dir: Path) -> StageReport:
+def _mirror_each_shard(storage: RunStorage):
+    """An `on_shard` callback: the shard just written goes to the URI at once (the stages'
+    shard writer runs on the driver's node, so the file is in the local copy)."""
+    return lambda _summary: storage.push()
+
+
+def _generate(config: RunConfig, storage: RunStorage) -> StageReport:
     if config.generate is None:
         return StageReport("generate", "skipped", "no generate section in the config")
     from raysynth.generate.stage import generate
 
-    result = generate(config.generate, run_dir)
+    result = generate(
+        config.generate, storage.local, on_shard=_mirror_each_shard(storage), storage=storage
+    )
     c, stats = result.counts, result.stats
     return StageReport(
         "generate",
@@ -122,18 +140,20 @@ def _generate(config: RunConfig, run_dir: Path) -> StageReport:
         f"{len(result.shards_written)} shards written, {len(result.shards_skipped)} skipped; "
         f"mean {stats['mean_words']} words, duplicate rate {stats['duplicate_rate']}",
         outputs={"notes": str(result.notes_dir), "stats": str(result.stats_path)},
-        counts=dict(c),
+        counts={**c, **stats["tokens"]},
     )
 
 
-def _annotate(config: RunConfig, run_dir: Path) -> StageReport:
+def _annotate(config: RunConfig, storage: RunStorage) -> StageReport:
     if config.annotate is None:
         return StageReport("annotate", "skipped", "no annotate section in the config")
-    if config.annotate.input is None and not (run_dir / "generate" / "notes").is_dir():
+    if config.annotate.input is None and not (storage.local / "generate" / "notes").is_dir():
         return StageReport("annotate", "skipped", "no notes (the generate stage writes them)")
     from raysynth.annotate.job import annotate_run
 
-    result = annotate_run(config.annotate, run_dir)
+    result = annotate_run(
+        config.annotate, storage.local, on_shard=_mirror_each_shard(storage), storage=storage
+    )
     c = result.counts
     return StageReport(
         "annotate",
@@ -147,9 +167,10 @@ def _annotate(config: RunConfig, run_dir: Path) -> StageReport:
     )
 
 
-def _train(config: RunConfig, run_dir: Path) -> StageReport:
+def _train(config: RunConfig, storage: RunStorage) -> StageReport:
     if config.train is None:
         return StageReport("train", "skipped", "no train section in the config")
+    run_dir = storage.local
     source = config.train.data.path if config.train.data else run_dir / "annotations"
     if "://" not in str(source) and not Path(source).exists():
         return StageReport(
@@ -157,25 +178,35 @@ def _train(config: RunConfig, run_dir: Path) -> StageReport:
             "skipped",
             f"no training data at {source} (the annotate stage writes it; or set train.data)",
         )
-    key = fingerprint(config.train, [Path(source)])
+    key = fingerprint(config.train, [source])
     if finished(run_dir, "train", key):
         return StageReport("train", "skipped", "already done with this config and data")
     from raysynth.train.fit import train
 
-    trained = train(config.train, run_dir)
+    trained = train(config.train, run_dir, storage=storage)
     mark_finished(run_dir, "train", key)
-    best = trained.metrics["best"]
+    best, counts = trained.metrics["best"], trained.metrics["counts"]
+    source_counts = counts["source"]
     return StageReport(
         "train",
         "done",
         f"dev F1 {best['eval_f1']:.4f} at step {best['step']}",
         outputs={"model": str(trained.model_dir), "metrics": str(trained.metrics_path)},
+        counts={
+            "rows": source_counts["rows"],
+            "ok": source_counts["used"],
+            "quarantined": source_counts["quarantined"],
+            "train_documents": counts["train_documents"],
+            "dev_documents": counts["dev_documents"],
+            "train_windows": counts["train_windows"],
+        },
     )
 
 
-def _evaluate(config: RunConfig, run_dir: Path) -> StageReport:
+def _evaluate(config: RunConfig, storage: RunStorage) -> StageReport:
     if not config.test_sets:
         return StageReport("evaluate", "skipped", "no test_sets in the config")
+    run_dir = storage.local
     model = config.evaluate.model or str(run_dir / "model")
     if not (Path(model) / "config.json").is_file():
         return StageReport(
@@ -188,13 +219,14 @@ def _evaluate(config: RunConfig, run_dir: Path) -> StageReport:
         return StageReport("evaluate", "skipped", "already done with this config and model")
     from raysynth.evaluate.job import evaluate
 
-    results = evaluate(config.evaluate, model, config.test_sets, run_dir)
+    results = evaluate(config.evaluate, model, config.test_sets, run_dir, storage=storage)
     mark_finished(run_dir, "evaluate", key)
     return StageReport(
         "evaluate",
         "done",
         "; ".join(f"{r.name}: F1 {r.f1_strict:.4f}" for r in results),
         outputs={f"{r.name} report": str(r.report["markdown"]) for r in results},
+        counts={f"{r.name}_{k}": v for r in results for k, v in r.counts.items()},
     )
 
 
@@ -203,15 +235,24 @@ def _evaluate(config: RunConfig, run_dir: Path) -> StageReport:
 # skips them when their config section and the files they read are what they last ran on.
 
 
-def fingerprint(section: Any, inputs: list[Path]) -> str:
-    """Hash of a config section and the name, size and mtime of every file under `inputs`
-    (URIs count by name only: their listing would cost a round trip per file)."""
+def fingerprint(section: Any, inputs: list[Path | str]) -> str:
+    """Hash of a config section and the content of every file under `inputs`, named
+    relative to its input: the same after the run directory is fetched from its storage
+    onto another machine, where paths and mtimes differ. URIs count by name only (hashing
+    them would download them)."""
     digest = hashlib.sha256(json.dumps(section.model_dump(mode="json"), sort_keys=True).encode())
     for root in inputs:
-        files = sorted(root.rglob("*")) if root.is_dir() else [root]
+        if "://" in str(root):
+            digest.update(str(root).encode())
+            continue
+        root = Path(root)
+        files = sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else [root]
         for f in files:
-            stat = f.stat() if f.is_file() else None
-            digest.update(f"{f}:{stat and stat.st_size}:{stat and stat.st_mtime_ns}".encode())
+            digest.update(f"{root.name}/{f.relative_to(root) if f != root else ''}".encode())
+            with f.open("rb") as handle:
+                # Chunked (hashlib.file_digest needs Python 3.11): models weigh gigabytes.
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
     return digest.hexdigest()
 
 

@@ -39,8 +39,9 @@ def expected_rows(paths: list[Path], per_row: int = 1) -> dict[str, int]:
     return {p.name: pq.ParquetFile(p).metadata.num_rows * per_row for p in paths}
 
 
-def read_shards(paths: list[Path], columns: list[str] | None = None) -> Any:
-    """A Dataset of the shards' rows plus a `path` column, one block per shard.
+def read_shards(paths: list[str] | list[Path], columns: list[str] | None = None) -> Any:
+    """A Dataset of the shards' rows plus a `path` column, one block per shard; a path may
+    be a URI (`RunStorage.shared`).
 
     `read_parquet` does not keep files apart (its read tasks may merge small files, see
     ray-project/ray#47437), and a map task emits its output as one block when it ends: a

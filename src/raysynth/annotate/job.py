@@ -11,8 +11,10 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -26,11 +28,20 @@ from raysynth.errors import ConfigError
 from raysynth.schema import NOTES, STATUS_OK
 from raysynth.scoring import Scores, score_documents
 from raysynth.shards import write_atomic
+from raysynth.storage import RunStorage
 
 
-def annotate_run(config: AnnotateConfig, run_dir: Path) -> AnnotateResult:
-    """Annotate the run's notes into `<run_dir>/annotations/`; Ray must be running."""
-    run_dir = Path(run_dir).resolve()
+def annotate_run(
+    config: AnnotateConfig,
+    run_dir: Path,
+    *,
+    on_shard: Callable[[dict[str, Any]], None] | None = None,
+    storage: RunStorage | None = None,
+) -> AnnotateResult:
+    """Annotate the run's notes into `<run_dir>/annotations/`; Ray must be running.
+    `on_shard` and `storage` as for `annotate`."""
+    storage = storage or RunStorage(Path(run_dir).resolve())
+    run_dir = storage.local
     if config.input is None:
         notes_dir = run_dir / "generate" / "notes"
         inputs = sorted(notes_dir.glob("shard-*.parquet"))
@@ -43,8 +54,10 @@ def annotate_run(config: AnnotateConfig, run_dir: Path) -> AnnotateResult:
     else:
         docs = read_corpus(config.input)
         inputs = write_note_shards(docs, run_dir / "annotate" / "input", config.shard_rows)
+        storage.push()  # the input shards, for the read tasks on other nodes
         real_text = True
-    return annotate(config, inputs, run_dir / "annotations", run_dir, real_text=real_text)
+    return annotate(config, inputs, run_dir / "annotations", run_dir, real_text=real_text,
+                    on_shard=on_shard, storage=storage)  # fmt: skip
 
 
 def read_corpus(ref: CorpusRef, limit: int | None = None) -> list[Document]:

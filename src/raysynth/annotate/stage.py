@@ -40,6 +40,7 @@ from raysynth.shards import (
     read_shards,
     write_atomic,
 )
+from raysynth.storage import RunStorage
 
 NOTE_COLUMNS = ["note_id", "text", "entities", "status", "reason"]
 SUMMARY = pa.schema(
@@ -130,10 +131,15 @@ def annotate(
     *,
     real_text: bool,
     on_shard: Callable[[dict[str, Any]], None] | None = None,
+    storage: RunStorage | None = None,
 ) -> AnnotateResult:
     """Annotate the note shards `inputs` into `out_dir` (one shard each); Ray must be
-    running. `real_text` marks input that is not synthetic (the privacy guard)."""
+    running. `real_text` marks input that is not synthetic (the privacy guard). `on_shard`
+    is called with each shard's summary as it is written; `storage` says where workers on
+    other nodes find the run (default: `run_dir` itself)."""
     from raysynth.llm import llm_stage
+
+    storage = storage or RunStorage(Path(run_dir).resolve())
 
     check_privacy(config, real_text, ", ".join(str(p) for p in inputs[:3]) or "the input")
     result = AnnotateResult(out_dir=out_dir)
@@ -142,13 +148,14 @@ def annotate(
     _check_annotator(out_dir, annotator_record(config))
     pending, result.shards_skipped = pending_shards(inputs, out_dir)
     if pending:
-        cache_dir = Path(run_dir) / "llm-cache" if config.cache else None
+        cache_dir = storage.shared(storage.local / "llm-cache") if config.cache else None
+        sources = [storage.shared(p) for p in pending]
         with (
             llm_stage(
                 config.backend, sampling=stage_sampling(config), cache_dir=cache_dir,
-                run_dir=run_dir,
+                run_dir=storage.local,
             ) as llm,
-            contextlib.closing(_run_shards(config, llm, pending, out_dir)) as summaries,
+            contextlib.closing(_run_shards(config, llm, sources, pending, out_dir)) as summaries,
         ):  # fmt: skip
             for summary in summaries:
                 result.shards_written.append(summary["shard"])
@@ -163,12 +170,17 @@ def annotate(
 
 
 def _run_shards(
-    config: AnnotateConfig, llm: Callable[[Any], Any], pending: list[Path], out_dir: Path
+    config: AnnotateConfig,
+    llm: Callable[[Any], Any],
+    sources: list[str],
+    pending: list[Path],
+    out_dir: Path,
 ) -> Iterator[dict[str, Any]]:
+    """`sources`: the `pending` shards as the read tasks reach them."""
     from ray.data import ActorPoolStrategy
 
     per_note = sum(s.samples for s in config.strategies)
-    requests = read_shards(pending, NOTE_COLUMNS).map_batches(
+    requests = read_shards(sources, NOTE_COLUMNS).map_batches(
         RequestBuilder,
         fn_constructor_kwargs={"config": config},
         batch_format="pyarrow",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from raysynth.config_base import Strict, resolve_path
+from raysynth.config_base import Strict, location, resolve_path
 
 
 class EvaluateConfig(Strict):
@@ -42,5 +42,5 @@ class EvaluateConfig(Strict):
 
     def resolved(self, base: Path) -> EvaluateConfig:
         if self.model and (base / self.model).exists():
-            return self.model_copy(update={"model": str(resolve_path(base, Path(self.model)))})
+            return self.model_copy(update={"model": str(resolve_path(base, location(self.model)))})
         return self

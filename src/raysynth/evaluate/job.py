@@ -9,9 +9,8 @@ actor holds the whole set.
 from __future__ import annotations
 
 import json
-import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +21,17 @@ from raysynth.evaluate.config import EvaluateConfig
 from raysynth.evaluate.predict import Predictor
 from raysynth.evaluate.report import build_report, write_report
 from raysynth.evaluate.tally import Tally, tally_batch
+from raysynth.storage import RunStorage, clear
 
 
 @dataclass
 class Evaluation:
     name: str
     f1_strict: float
-    predictions: Path
+    predictions: str
     report: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)  # rows read, used, left out, scored
 
 
 def model_labels(model_dir: str) -> list[str]:
@@ -46,26 +47,35 @@ def model_labels(model_dir: str) -> list[str]:
 
 
 def evaluate(
-    cfg: EvaluateConfig, model_dir: str, tests: list[TestSet], run_dir: Path
+    cfg: EvaluateConfig,
+    model_dir: str,
+    tests: list[TestSet],
+    run_dir: Path,
+    *,
+    storage: RunStorage | None = None,
 ) -> list[Evaluation]:
+    """Score the model folder `model_dir` (on this machine) on each test set; `storage`
+    says where workers on other nodes find the run (default: `run_dir` itself)."""
+    storage = storage or RunStorage(Path(run_dir).resolve())
     labels = model_labels(model_dir)
     for test in tests:
         if "://" not in str(test.path) and not Path(test.path).exists():
             raise ConfigError(f"test_sets: {test.name}: {test.path} does not exist")
-    return [_one(cfg, model_dir, labels, test, run_dir) for test in tests]
+    return [_one(cfg, model_dir, labels, test, storage) for test in tests]
 
 
 def _one(
-    cfg: EvaluateConfig, model_dir: str, labels: list[str], test: TestSet, run_dir: Path
+    cfg: EvaluateConfig, model_dir: str, labels: list[str], test: TestSet, storage: RunStorage
 ) -> Evaluation:
     started = time.monotonic()
     docs, read = load_documents(test)
     if docs is None:
         raise ConfigError(f"test_sets: {test.name}: {test.path} has no documents")
-    out = run_dir / "predictions" / test.name
+    out = storage.shared(storage.local / "predictions" / test.name)
     # write_parquet adds files to a folder: a rerun must not score the old ones too.
-    shutil.rmtree(out, ignore_errors=True)
-    _predict(cfg, model_dir, test, docs).write_parquet(str(out))
+    clear(out)
+    model = storage.shared(Path(model_dir).resolve())
+    _predict(cfg, model, test, docs).write_parquet(out)
     tally = tally_predictions(cfg, labels, out)
     if tally.docs != read.used:
         raise RuntimeError(f"{test.name}: {read.used} documents in, {tally.docs} scored")
@@ -76,14 +86,15 @@ def _one(
         "label_map": dict(cfg.label_map),
     }
     report = build_report(test.name, tally, meta)
-    paths = write_report(report, run_dir / "report" / test.name)
+    paths = write_report(report, storage.local / "report" / test.name)
     f1 = report["scores"]["seqeval_strict"]["overall"]["f1"]
     print(
         f"[evaluate] {test.name}: {tally.docs} documents, strict F1 {f1:.4f} "
         f"(95% CI {report['f1_strict_95ci']}) -> {paths['markdown']}",
         flush=True,
     )
-    return Evaluation(test.name, f1, out, paths, round(time.monotonic() - started, 2))
+    counts = {**asdict(read), "scored": tally.docs}
+    return Evaluation(test.name, f1, out, paths, round(time.monotonic() - started, 2), counts)
 
 
 def _predict(cfg: EvaluateConfig, model_dir: str, test: TestSet, docs: Any) -> Any:
@@ -108,7 +119,7 @@ def _predict(cfg: EvaluateConfig, model_dir: str, test: TestSet, docs: Any) -> A
     )
 
 
-def tally_predictions(cfg: EvaluateConfig, labels: list[str], predictions: Path) -> Tally:
+def tally_predictions(cfg: EvaluateConfig, labels: list[str], predictions: str) -> Tally:
     import ray.data
 
     kwargs = {

@@ -51,14 +51,14 @@ def evaluate_llm(
             out.mkdir(parents=True, exist_ok=True)
             rows = [_row(doc, p, labels) for doc, p in zip(docs, pred, strict=True)]
             pq.write_table(pa.Table.from_pylist(rows, schema=PREDICTIONS), out / "part-0.parquet")
-            tally = tally_predictions(cfg, sorted(labels), out)
+            tally = tally_predictions(cfg, sorted(labels), str(out))
             meta = {"annotator": strategy.strategy, "path": str(test.path),
                     "model_labels": sorted(labels), "label_map": mapping}  # fmt: skip
             report = build_report(name, tally, meta)
             paths = write_report(report, run_dir / "report" / name)
             f1 = report["scores"]["seqeval_strict"]["overall"]["f1"]
             print(f"[evaluate --llm] {name}: strict F1 {f1:.4f} -> {paths['markdown']}")
-            results.append(Evaluation(name, f1, out, paths, round(strategy.seconds, 2)))
+            results.append(Evaluation(name, f1, str(out), paths, round(strategy.seconds, 2)))
     return results
 
 

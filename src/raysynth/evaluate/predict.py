@@ -26,6 +26,7 @@ from raysynth.alignment import (
 )
 from raysynth.documents import Document, Entity
 from raysynth.schema import PREDICTIONS
+from raysynth.storage import fetch
 
 # Subwords per forward pass, padding included: bounds memory on a very long document.
 SUBWORDS_PER_FORWARD = 4096
@@ -84,8 +85,9 @@ class Predictor:
 
         self.torch = torch
         self.device = torch.device("cuda" if use_gpu else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self.model = AutoModelForTokenClassification.from_pretrained(model_path)
+        local = fetch(model_path)
+        self.tokenizer = AutoTokenizer.from_pretrained(local)
+        self.model = AutoModelForTokenClassification.from_pretrained(local)
         self.model.to(self.device).eval()
         self.id2label = {int(i): tag for i, tag in self.model.config.id2label.items()}
         self.model_labels = {tag.split("-", 1)[1] for tag in self.id2label.values() if "-" in tag}

@@ -34,6 +34,7 @@ from raysynth.errors import ConfigError
 from raysynth.generate.config import GenerateConfig
 from raysynth.generate.recipe import Recipe, check_recipe
 from raysynth.llm.config import Backend
+from raysynth.storage import is_uri
 from raysynth.train.config import TrainConfig
 
 NAME_PATTERN = r"^[A-Za-z0-9._-]+$"
@@ -120,11 +121,16 @@ class Baselines(Strict):
     )
 
 
+LOCAL_ONLY = "experiments write to a local or mounted folder (set the grid's storage to one)"
+
+
 class GridConfig(Strict):
     """The grid file. Cells are the cartesian product of the axes."""
 
     name: Name = Field(description="Experiment name: the folder is <storage>/<name>.")
-    storage: Path | None = Field(default=None, description="Default the base's storage.")
+    storage: str | None = Field(
+        default=None, description="Folder of experiments (local or mounted); default the base's."
+    )
     base: dict[str, Any] | None = Field(default=None, description="Base run config, inline.")
     base_file: Path | None = Field(default=None, description="Or: a run config file.")
     sizes: list[PositiveInt] = Field(min_length=1, description="Synthetic notes per cell.")
@@ -143,6 +149,13 @@ class GridConfig(Strict):
         default=None, description="Recipe and training seeds; default the base's."
     )
     baselines: Baselines = Field(default_factory=Baselines)
+
+    @field_validator("storage")
+    @classmethod
+    def _local_storage(cls, value: str | None) -> str | None:
+        if value is not None and is_uri(value):
+            raise ValueError(f"{LOCAL_ONLY}, not {value}")
+        return value
 
     @field_validator("recipes", mode="before")
     @classmethod
@@ -218,7 +231,7 @@ class Grid:
 
     @property
     def exp_dir(self) -> Path:
-        return ((self.config.storage or self.base.storage) / self.config.name).resolve()
+        return (Path(self.config.storage or self.base.storage) / self.config.name).resolve()
 
     @property
     def seeds(self) -> list[int | None]:
@@ -346,7 +359,10 @@ def _backbone(path: Path, name: str, value: str | None, folder: Path) -> str | N
 
 
 def _check(grid: Grid) -> None:
-    """Cross-field rules: sizes fit the shards, and the dictionary baseline has lexicons."""
+    """Cross-field rules: a local folder, sizes fit the shards, and the dictionary baseline
+    has lexicons."""
+    if grid.config.storage is None and is_uri(grid.base.storage):
+        raise ConfigError(f"{grid.path}: storage: {LOCAL_ONLY}, not {grid.base.storage}")
     for name, generate in grid.recipes.items():
         for size in grid.sizes:
             if size % generate.shard_rows:

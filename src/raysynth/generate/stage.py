@@ -40,6 +40,7 @@ from raysynth.shards import (
     read_shards,
     write_atomic,
 )
+from raysynth.storage import RunStorage
 
 SUMMARY = pa.schema(
     [
@@ -121,13 +122,16 @@ def generate(
     run_dir: Path,
     *,
     on_shard: Callable[[dict[str, Any]], None] | None = None,
+    storage: RunStorage | None = None,
 ) -> GenerateResult:
     """Run the stage into `<run_dir>/generate/`; Ray must be running (commands start it).
-    `on_shard` is called with each shard's summary as it is written."""
+    `on_shard` is called with each shard's summary as it is written; `storage` says where
+    workers on other nodes find the run (default: `run_dir` itself)."""
     from raysynth.generate.stats import corpus_stats
 
+    storage = storage or RunStorage(Path(run_dir).resolve())
     recipe: Recipe = config.recipe  # resolved by GenerateConfig.resolved
-    result = GenerateResult(out_dir=Path(run_dir).resolve() / "generate")
+    result = GenerateResult(out_dir=storage.local / "generate")
     marker = {
         "corpus_key": corpus_key(recipe),
         "seed": recipe.seed,
@@ -135,12 +139,14 @@ def generate(
     }
     _check_marker(result.out_dir, marker)
     prompt_paths = write_prompt_shards(recipe, result.out_dir / "prompts", config.shard_rows)
+    storage.push()  # the prompt shards, for the read tasks on other nodes
     result.notes_dir.mkdir(parents=True, exist_ok=True)
     pending, result.shards_skipped = pending_shards(prompt_paths, result.notes_dir)
     if pending:
         # closing(): an exception in on_shard (or Ctrl-C) leaves the llm_stage block at once,
         # stopping a local server, instead of when the generator is garbage-collected.
-        with contextlib.closing(_run_shards(config, run_dir, pending, result.shards_skipped)) as it:
+        shards = _run_shards(config, storage, pending, result.shards_skipped)
+        with contextlib.closing(shards) as it:
             for summary in it:
                 result.shards_written.append(summary["shard"])
                 if on_shard is not None:
@@ -154,24 +160,26 @@ def generate(
     return result
 
 
-def _run_shards(config: GenerateConfig, run_dir: Path, pending: list[Path], finished: list[str]):
+def _run_shards(
+    config: GenerateConfig, storage: RunStorage, pending: list[Path], finished: list[str]
+):
     """Yield one summary per shard written, streaming through Ray Data."""
     from ray.data import ActorPoolStrategy
 
     from raysynth.llm import llm_stage
 
     recipe: Recipe = config.recipe
-    ds = read_shards(pending)
+    ds = read_shards([storage.shared(p) for p in pending])
     ds = ds.map_batches(_add_row_seed, batch_format="pyarrow")
     writer_kwargs = dict(
-        notes_dir=str(Path(run_dir).resolve() / "generate" / "notes"),
+        notes_dir=str(storage.local / "generate" / "notes"),
         expected=expected_rows(pending),
         generator=generator_record(config),
         finished=finished,
     )
-    cache_dir = Path(run_dir) / "llm-cache" if config.cache else None
+    cache_dir = storage.shared(storage.local / "llm-cache") if config.cache else None
     with llm_stage(
-        config.backend, sampling=recipe.sampling, cache_dir=cache_dir, run_dir=run_dir
+        config.backend, sampling=recipe.sampling, cache_dir=cache_dir, run_dir=storage.local
     ) as stage:
         notes = stage(ds).map_batches(
             postprocess_batch,

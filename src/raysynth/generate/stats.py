@@ -1,9 +1,10 @@
 """Corpus statistics of the note shards, streamed one shard at a time.
 
-Counts (rows = ok + failed + removed, with removal reasons), mean length of the kept notes,
-distinct-n (unique n-grams / all n-grams) over the first DISTINCT_SAMPLE kept notes (a bounded
-sample keeps memory flat; the sample size is reported), the duplicate rate, and seed coverage
-per entity type: how many seeded terms each match tier found and how many were missing.
+Counts (rows = ok + failed + removed, with removal reasons), LLM tokens used, mean length of
+the kept notes, distinct-n (unique n-grams / all n-grams) over the first DISTINCT_SAMPLE kept
+notes (a bounded sample keeps memory flat; the sample size is reported), the duplicate rate,
+and seed coverage per entity type: how many seeded terms each match tier found and how many
+were missing.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pyarrow.parquet as pq
 
 DISTINCT_SAMPLE = 5000
 _WORD = re.compile(r"\w+")
-COLUMNS = ["status", "reason", "text", "seed_matches"]
+COLUMNS = ["status", "reason", "text", "seed_matches", "usage"]
 
 
 class _Tally:
@@ -30,10 +31,13 @@ class _Tally:
         self.sampled = 0
         self.coverage: dict[str, Counter[str]] = defaultdict(Counter)
         self.all_found = self.seeded = 0
+        self.tokens: Counter[str] = Counter()  # LLM usage of every row, kept or not
 
     def add(self, row: dict[str, Any]) -> None:
         self.counts["rows"] += 1
         self.counts[row["status"]] += 1
+        for key, value in (row["usage"] or {}).items():
+            self.tokens[key] += value or 0
         if row["status"] != "ok":
             reason = (row["reason"] or "").split(" of ")[0].split(":")[0]
             self.reasons[f"{row['status']}: {reason}"] += 1
@@ -70,6 +74,7 @@ class _Tally:
             "reconciles": self.counts["rows"]
             == self.counts["ok"] + self.counts["failed"] + self.counts["removed"],
             "reasons": dict(sorted(self.reasons.items())),
+            "tokens": {k: self.tokens[k] for k in ("prompt_tokens", "completion_tokens")},
             "mean_chars": round(self.chars / ok, 1) if ok else None,
             "mean_words": round(self.words / ok, 1) if ok else None,
             "distinct_n": {

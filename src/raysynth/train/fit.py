@@ -18,6 +18,7 @@ from typing import Any
 from raysynth.config_base import CorpusRef
 from raysynth.dataset import label_map_for, load_documents
 from raysynth.errors import ConfigError
+from raysynth.storage import RunStorage
 from raysynth.train.config import TrainConfig
 from raysynth.train.data import column_totals, in_dev, labels_in
 from raysynth.train.features import COUNT_COLUMNS, Featurizer, label_list
@@ -53,18 +54,21 @@ def check_model(path: str) -> str:
     return path
 
 
-def train(cfg: TrainConfig, run_dir: Path) -> TrainResult:
+def train(cfg: TrainConfig, run_dir: Path, *, storage: RunStorage | None = None) -> TrainResult:
+    """Fine-tune into `<run_dir>/model`; `storage` says where workers on other nodes find
+    the run (default: `run_dir` itself)."""
     started = time.monotonic()
-    run_dir = run_dir.resolve()
+    storage = storage or RunStorage(Path(run_dir).resolve())
+    run_dir = storage.local
     model = check_model(cfg.model or default_model())
-    train_docs, dev_docs, counts = _documents(cfg, run_dir)
+    train_docs, dev_docs, counts = _documents(cfg, storage)
     featurizer = {
         "model_path": model,
         "labels": cfg.labels,
         "max_length": cfg.max_length,
         "stride": cfg.stride,
     }
-    train_map = label_map_for(cfg.data or _annotations(run_dir), cfg.label_map)
+    train_map = label_map_for(cfg.data or _annotations(storage), cfg.label_map)
     dev_map = label_map_for(cfg.dev, cfg.label_map) if cfg.dev else train_map
     train_features = _featurize(
         train_docs,
@@ -85,7 +89,8 @@ def train(cfg: TrainConfig, run_dir: Path) -> TrainResult:
         f"{steps_per_epoch} steps/epoch x {cfg.epochs} epochs on {cfg.num_workers} workers",
         flush=True,
     )
-    result = _fit(cfg, loop_config, run_dir, train_features, dev_features)
+    checkpoints = storage.shared(run_dir / "checkpoints")
+    result = _fit(cfg, loop_config, checkpoints, train_features, dev_features)
     alignment = column_totals(train_features, COUNT_COLUMNS)
     metrics = _export(result, run_dir, model)
     metrics.update(
@@ -97,13 +102,13 @@ def train(cfg: TrainConfig, run_dir: Path) -> TrainResult:
     return TrainResult(run_dir / "model", path, metrics)
 
 
-def _annotations(run_dir: Path) -> CorpusRef:
-    return CorpusRef(path=run_dir / "annotations", format="parquet")
+def _annotations(storage: RunStorage) -> CorpusRef:
+    return CorpusRef(path=storage.shared(storage.local / "annotations"), format="parquet")
 
 
-def _documents(cfg: TrainConfig, run_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
+def _documents(cfg: TrainConfig, storage: RunStorage) -> tuple[Any, Any, dict[str, Any]]:
     """Train and dev documents, with every data check done here on the driver."""
-    source = cfg.data or _annotations(run_dir)
+    source = cfg.data or _annotations(storage)
     if "://" not in str(source.path) and not Path(source.path).exists():
         raise ConfigError(
             f"train.data: {source.path} does not exist"
@@ -186,7 +191,7 @@ def _loop_config(cfg: TrainConfig, model: str, run_dir: Path, steps: int) -> dic
     }
 
 
-def _fit(cfg: TrainConfig, loop_config: dict, run_dir: Path, train_ds: Any, dev_ds: Any) -> Any:
+def _fit(cfg: TrainConfig, loop_config: dict, checkpoints: str, train_ds: Any, dev_ds: Any) -> Any:
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -202,7 +207,7 @@ def _fit(cfg: TrainConfig, loop_config: dict, run_dir: Path, train_ds: Any, dev_
         ),
         run_config=RunConfig(
             name="train",
-            storage_path=str(run_dir / "checkpoints"),
+            storage_path=checkpoints,
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=cfg.keep_checkpoints,
