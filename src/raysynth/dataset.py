@@ -19,6 +19,7 @@ from raysynth.errors import ConfigError
 from raysynth.schema import DOCUMENTS, STATUS_OK
 
 BLOCK_ROWS = 256
+SLICES_PER_GROUP = 8
 DOC_COLUMNS = ("doc_id", "text", "entities", "tokens", "token_spans")
 
 
@@ -45,25 +46,83 @@ def scored_ref(ref: CorpusRef, label_map: dict[str, str]) -> CorpusRef:
     return ref.model_copy(update={"label_map": spec})
 
 
-def load_documents(ref: CorpusRef) -> tuple[Any, SourceCounts]:
-    """A Dataset with DOC_COLUMNS, and how many rows were read and left out."""
+def load_documents(ref: CorpusRef, block_rows: int = BLOCK_ROWS) -> tuple[Any, SourceCounts]:
+    """A Dataset with DOC_COLUMNS in blocks of at most `block_rows` rows (None when there is
+    no row), and how many rows were read and left out."""
     import ray.data
 
     if (ref.format or guess_format(ref.path)) != "parquet":
         rows = [d.to_row() for d in read_documents(ref.path, ref.format, scheme=ref.scheme)]
         table = pa.Table.from_pylist(rows, schema=DOCUMENTS).select(list(DOC_COLUMNS))
         # Several blocks, so that an actor pool downstream has work for every actor.
-        blocks = [table.slice(i, BLOCK_ROWS) for i in range(0, len(table), BLOCK_ROWS)]
+        blocks = [table.slice(i, block_rows) for i in range(0, len(table), block_rows)]
         return ray.data.from_arrow(blocks) if rows else None, SourceCounts(*[len(rows)] * 2, 0)
-    ds = ray.data.read_parquet(str(ref.path))
-    total = ds.count()
-    has_status = "status" in ds.schema().names
+    dataset = _parquet_dataset(ref.path)
+    names = dataset.schema.names
+    columns = [c for c in (*DOC_COLUMNS, "note_id", "status") if c in names]
+    total, used = _parquet_counts(dataset)
+    slices = _parquet_slices(dataset, str(ref.path), block_rows)
+    if not slices:
+        return None, SourceCounts(0, 0, 0)
+    # One block per slice, read inside the consumer's own operator (Ray Data fuses these
+    # maps into it): `read_parquet` merges small files into one block, which a pool of
+    # actors cannot share, and its read tasks would wait for CPUs a full actor pool holds.
+    ds = ray.data.from_items(slices, override_num_blocks=len(slices))
+    ds = ds.map_batches(_read_slice, fn_kwargs={"columns": columns}, batch_size=1,
+                        batch_format="pyarrow")  # fmt: skip
     ds = ds.map_batches(_normalize, batch_format="pyarrow", zero_copy_batch=True)
-    if has_status:
-        ds = ds.filter(lambda row: row["status"] == STATUS_OK)
-    used = ds.count() if has_status else total
-    ds = ds.select_columns(list(DOC_COLUMNS))
-    return ds, SourceCounts(total, used, total - used)
+    return ds.select_columns(list(DOC_COLUMNS)), SourceCounts(total, used, total - used)
+
+
+def _parquet_dataset(path: Any) -> Any:
+    import pyarrow.dataset as pads
+
+    try:
+        return pads.dataset(str(path), format="parquet")
+    except (OSError, pa.ArrowInvalid) as err:
+        raise ConfigError(f"{path}: cannot read as Parquet ({err})") from None
+
+
+def _parquet_counts(dataset: Any) -> tuple[int, int]:
+    """(rows, rows whose status is ok), from the status column alone, batch by batch."""
+    if "status" not in dataset.schema.names:
+        rows = dataset.count_rows()
+        return rows, rows
+    rows = used = 0
+    for batch in dataset.to_batches(columns=["status"]):
+        rows += batch.num_rows
+        used += batch.column(0).to_pylist().count(STATUS_OK)
+    return rows, used
+
+
+def _parquet_slices(dataset: Any, location: str, block_rows: int) -> list[dict[str, Any]]:
+    """Slices of at most `block_rows` rows, each within one row group; a large row group is
+    cut into at most SLICES_PER_GROUP slices, since each slice reads its whole group."""
+    scheme = location.split("://", 1)[0] + "://" if "://" in location else ""
+    slices = []
+    for fragment in dataset.get_fragments():
+        for group in fragment.row_groups:
+            step = max(block_rows, -(-group.num_rows // SLICES_PER_GROUP))
+            for start in range(0, group.num_rows, step):
+                slices.append({"file": scheme + fragment.path, "group": group.id, "start": start,
+                               "rows": min(step, group.num_rows - start)})  # fmt: skip
+    return slices
+
+
+def _read_slice(batch: pa.Table, columns: list[str]) -> pa.Table:
+    import pyarrow.compute as pc
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    [item] = batch.to_pylist()
+    fs, path = pafs.FileSystem.from_uri(item["file"]) if "://" in item["file"] else (
+        pafs.LocalFileSystem(), item["file"])  # fmt: skip
+    with fs.open_input_file(path) as handle:
+        group = pq.ParquetFile(handle).read_row_group(item["group"], columns=columns)
+    table = group.slice(item["start"], item["rows"])
+    if "status" in table.column_names:
+        table = table.filter(pc.equal(table.column("status"), STATUS_OK))
+    return table
 
 
 def _normalize(table: pa.Table) -> pa.Table:

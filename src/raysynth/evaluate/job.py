@@ -68,7 +68,7 @@ def _one(
     cfg: EvaluateConfig, model_dir: str, labels: list[str], test: TestSet, storage: RunStorage
 ) -> Evaluation:
     started = time.monotonic()
-    docs, read = load_documents(test)
+    docs, read = load_documents(test, block_rows=cfg.batch_size)
     if docs is None:
         raise ConfigError(f"test_sets: {test.name}: {test.path} has no documents")
     out = storage.shared(storage.local / "predictions" / test.name)
@@ -109,10 +109,13 @@ def _predict(cfg: EvaluateConfig, model_dir: str, test: TestSet, docs: Any) -> A
         "label_map": label_map_for(test, cfg.label_map),
         "use_gpu": cfg.use_gpu,
     }
+    # A batch is a block (`load_documents` cuts blocks of cfg.batch_size documents): with a
+    # batch size here, Ray Data would bundle the small upstream slice rows up to it and hand
+    # every slice to one actor.
     return docs.map_batches(
         Predictor,
         fn_constructor_kwargs=kwargs,
-        batch_size=cfg.batch_size,
+        batch_size=None,
         compute=ActorPoolStrategy(size=cfg.actors),
         num_cpus=cfg.cpus_per_actor,
         num_gpus=1 if cfg.use_gpu else 0,
