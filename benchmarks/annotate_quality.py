@@ -10,6 +10,7 @@ of NCBI-disease dev. The baseline in the same run is the dictionary alone on tho
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -37,6 +38,10 @@ def strategies(formats: list[str]) -> list[dict]:
     ]
 
 
+def print_row(result) -> None:
+    print(json.dumps(result.row()), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20 sentences, json and inline")
@@ -61,7 +66,8 @@ def main() -> None:
         matcher = DictionaryMatcher.from_lexicons(config.kb.lexicons, config.kb.filters)
         baseline = dictionary_baseline(docs, matcher).scores.seqeval_strict.overall
         start_ray()
-        results = evaluate_annotator(config, docs, Path(tmp) / "run")
+        # Each strategy's row as it ends: a run of hours keeps what it measured if stopped.
+        results = evaluate_annotator(config, docs, Path(tmp) / "run", on_result=print_row)
     print(results_table(results))
     print(f"dictionary alone: P {baseline.precision:.4f} R {baseline.recall:.4f} "
           f"F1 {baseline.f1:.4f}")  # fmt: skip

@@ -103,3 +103,23 @@ def test_retry_after_pauses_every_actor(ray_session, fake_endpoint):
     inside = [c for c in server.calls if start + grace_s < c.at < start + RETRY_AFTER_S - 0.1]
     assert inside == [], f"{len(inside)} request(s) sent during the Retry-After pause"
     assert sum(c.at >= start + RETRY_AFTER_S - 0.1 for c in server.calls) >= 5
+
+
+def test_a_batch_slower_than_ray_data_no_progress_timeout_still_completes(
+    ray_session, fake_endpoint
+):
+    """Nothing leaves the stage until a batch is answered; Ray Data's no-progress timeout
+    (30 min by default, 2 s here) must not abort a slow but healthy endpoint."""
+    server = fake_endpoint(plan=lambda row, attempt: "hang", hang_s=5.0)
+    backend = OpenAIBackend(
+        base_url=server.base_url, model="fake", api_key_env=None, batch_size=2, timeout_s=30.0
+    )
+    context = ray_session.data.DataContext.get_current()
+    default = context.execution_no_progress_timeout_s
+    context.execution_no_progress_timeout_s = 2
+    try:
+        with llm_stage(backend, sampling=SamplingParams(max_tokens=8)) as stage:
+            out = stage(ray_session.data.from_items(chat_rows(2))).take_all()
+    finally:
+        context.execution_no_progress_timeout_s = default
+    assert [r["llm_status"] for r in out] == ["ok", "ok"]

@@ -107,10 +107,14 @@ class StrategyScore:
 
 
 def evaluate_annotator(
-    config: AnnotateConfig, docs: list[Document], run_dir: Path
+    config: AnnotateConfig,
+    docs: list[Document],
+    run_dir: Path,
+    on_result: Callable[[StrategyScore], None] | None = None,
 ) -> list[StrategyScore]:
     """Annotate the gold documents `docs` with each strategy alone (LLM labels only) and
-    score each; writes `<run_dir>/annotator-eval/<strategy>/` and `results.json`."""
+    score each; writes `<run_dir>/annotator-eval/<strategy>/` and `results.json`.
+    `on_result` sees each strategy's score as soon as it is known."""
     if not docs:
         raise ConfigError("annotator evaluation: no gold documents")
     run_dir = Path(run_dir).resolve()
@@ -127,6 +131,8 @@ def evaluate_annotator(
         pred = predicted(done.out_dir, docs)
         scores = score_documents(docs, pred, config.labels)
         results.append(StrategyScore(strategy.label, scores, done.counts, seconds, done.out_dir))
+        if on_result is not None:
+            on_result(results[-1])
     (out / "results.json").write_text(
         json.dumps([r.row() for r in results], indent=2), encoding="utf-8"
     )

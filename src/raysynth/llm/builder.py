@@ -127,7 +127,7 @@ def _http_stage(
     )
 
     def stage(ds: Any) -> Any:
-        return ds.map_batches(
+        out = ds.map_batches(
             OpenAIStage,
             fn_constructor_kwargs=kwargs,
             batch_size=backend.batch_size,
@@ -135,6 +135,11 @@ def _http_stage(
             compute=compute,
             num_cpus=backend.num_cpus,
         )
+        # Nothing leaves the stage until a whole batch is answered, which on a busy or
+        # rate-limited endpoint can outlast Ray Data's no-progress timeout (30 min) and
+        # abort a healthy run; a request that hangs is bounded by timeout_s and max_retries.
+        out.context.execution_no_progress_timeout_s = -1
+        return out
 
     try:
         yield stage
