@@ -61,15 +61,15 @@ def load_documents(ref: CorpusRef, block_rows: int = BLOCK_ROWS) -> tuple[Any, S
     names = dataset.schema.names
     columns = [c for c in (*DOC_COLUMNS, "note_id", "status") if c in names]
     total, used = _parquet_counts(dataset)
-    slices = _parquet_slices(dataset, str(ref.path), block_rows)
+    slices = _parquet_slices(dataset, block_rows)
     if not slices:
         return None, SourceCounts(0, 0, 0)
     # One block per slice, read inside the consumer's own operator (Ray Data fuses these
     # maps into it): `read_parquet` merges small files into one block, which a pool of
     # actors cannot share, and its read tasks would wait for CPUs a full actor pool holds.
     ds = ray.data.from_items(slices, override_num_blocks=len(slices))
-    ds = ds.map_batches(_read_slice, fn_kwargs={"columns": columns}, batch_size=1,
-                        batch_format="pyarrow")  # fmt: skip
+    kwargs = {"columns": columns, "filesystem": dataset.filesystem}
+    ds = ds.map_batches(_read_slice, fn_kwargs=kwargs, batch_size=1, batch_format="pyarrow")
     ds = ds.map_batches(_normalize, batch_format="pyarrow", zero_copy_batch=True)
     return ds.select_columns(list(DOC_COLUMNS)), SourceCounts(total, used, total - used)
 
@@ -95,29 +95,27 @@ def _parquet_counts(dataset: Any) -> tuple[int, int]:
     return rows, used
 
 
-def _parquet_slices(dataset: Any, location: str, block_rows: int) -> list[dict[str, Any]]:
+def _parquet_slices(dataset: Any, block_rows: int) -> list[dict[str, Any]]:
     """Slices of at most `block_rows` rows, each within one row group; a large row group is
     cut into at most SLICES_PER_GROUP slices, since each slice reads its whole group."""
-    scheme = location.split("://", 1)[0] + "://" if "://" in location else ""
     slices = []
     for fragment in dataset.get_fragments():
         for group in fragment.row_groups:
             step = max(block_rows, -(-group.num_rows // SLICES_PER_GROUP))
             for start in range(0, group.num_rows, step):
-                slices.append({"file": scheme + fragment.path, "group": group.id, "start": start,
+                slices.append({"file": fragment.path, "group": group.id, "start": start,
                                "rows": min(step, group.num_rows - start)})  # fmt: skip
     return slices
 
 
-def _read_slice(batch: pa.Table, columns: list[str]) -> pa.Table:
+def _read_slice(batch: pa.Table, columns: list[str], filesystem: Any) -> pa.Table:
+    """One slice; `filesystem` is the dataset's own (local, S3, ...), which its fragments'
+    paths are relative to."""
     import pyarrow.compute as pc
-    import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
     [item] = batch.to_pylist()
-    fs, path = pafs.FileSystem.from_uri(item["file"]) if "://" in item["file"] else (
-        pafs.LocalFileSystem(), item["file"])  # fmt: skip
-    with fs.open_input_file(path) as handle:
+    with filesystem.open_input_file(item["file"]) as handle:
         group = pq.ParquetFile(handle).read_row_group(item["group"], columns=columns)
     table = group.slice(item["start"], item["rows"])
     if "status" in table.column_names:

@@ -16,7 +16,7 @@ from typing import Any
 from raysynth.config import RunConfig
 from raysynth.corpus import ReadReport, parse_label_map, read_documents, write_documents
 from raysynth.runtime import ray_session
-from raysynth.storage import RunStorage
+from raysynth.storage import RunStorage, is_uri
 
 
 @dataclass
@@ -242,7 +242,7 @@ def fingerprint(section: Any, inputs: list[Path | str]) -> str:
     them would download them)."""
     digest = hashlib.sha256(json.dumps(section.model_dump(mode="json"), sort_keys=True).encode())
     for root in inputs:
-        if "://" in str(root):
+        if is_uri(root):
             digest.update(str(root).encode())
             continue
         root = Path(root)

@@ -48,11 +48,6 @@ class RunStorage:
             return cls(Path(storage).resolve() / name)
         return cls(Path(work_dir).expanduser().resolve() / name, f"{storage.rstrip('/')}/{name}")
 
-    @property
-    def location(self) -> str:
-        """Where the run lives, as a user would look for it."""
-        return self.remote or str(self.local)
-
     def shared(self, path: Path) -> str:
         """`path` as every node of the cluster reaches it: its URI when it is inside the
         local copy of a run stored at a URI, else itself."""
