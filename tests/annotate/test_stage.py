@@ -117,6 +117,29 @@ def test_annotate_notes_end_to_end(ray_session, llama_server, tmp_path):
         annotate_run(other, run_dir)
 
 
+def test_annotate_with_mention_replacement(ray_session, llama_server, tmp_path):
+    run_dir = tmp_path / "run"
+    write_notes(run_dir)
+    strategies = [{"format": "json", "max_tokens": 48}]
+    cfg = config(llama_server, tmp_path, strategies=strategies, augment={"copies": 2})
+    result = annotate_run(cfg, run_dir)
+
+    table = pq.read_table(run_dir / "annotations").to_pylist()
+    originals = {r["note_id"]: r for r in table if "~r" not in r["note_id"]}
+    copies = [r for r in table if "~r" in r["note_id"]]
+    copied = sorted(n for n, r in originals.items() if r["status"] == "ok" and r["entities"])
+    assert copied  # the seeds alone make n1-n3 ok with entities
+    assert sorted(r["note_id"] for r in copies) == [f"{n}~r{k}" for n in copied for k in (1, 2)]
+    c = result.counts
+    assert (c["augmented"], c["rows"]) == (len(copies), 6 + len(copies))
+    assert c["ok"] == sum(r["status"] == "ok" for r in table)
+    for copy in copies:
+        assert copy["entities"] and {e["source"] for e in copy["entities"]} == {"replaced"}
+        for e in copy["entities"]:
+            assert copy["text"][e["start"] : e["end"]] == e["text"]
+    assert json.loads(table[0]["annotator"])["augment"]["copies"] == 2
+
+
 def test_privacy_guard_refuses_real_text_for_a_remote_endpoint(tmp_path, shared_data):
     corpus = shared_data / "ncbi_disease" / "conll" / "devel.tsv"
     remote = {"kind": "openai", "base_url": "https://api.example.com/v1", "model": "gpt"}

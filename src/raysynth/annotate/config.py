@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
 from raysynth.config_base import CorpusRef, Strict, resolve_path
 from raysynth.errors import ConfigError
@@ -100,6 +100,47 @@ class MergeConfig(Strict):
     )
 
 
+class AugmentConfig(Strict):
+    """Mention replacement (raysynth.annotate.augment): copies of each ok note with every
+    labelled mention replaced by a lexicon term of its label, some as abbreviations."""
+
+    copies: NonNegativeInt = Field(
+        default=2, description="Copies written per ok note, after the note itself."
+    )
+    lexicons: dict[str, list[LexiconFile]] | None = Field(
+        default=None,
+        description="Label -> lexicon files the replacements are drawn from; default the "
+        "`kb` lexicons. Every label of a copied note needs one.",
+    )
+    filters: LexiconFilters = Field(
+        default_factory=LexiconFilters, description="Which lexicon entries are drawn."
+    )
+    weighting: Literal["uniform", "short_terms"] = Field(
+        default="short_terms",
+        description="`short_terms`: a term weighs 1/words^weight_power (common diseases have "
+        "short names; see raysynth.generate.lexicon).",
+    )
+    weight_power: float = Field(default=2.0, ge=0.0, description="Power of `short_terms`.")
+    define_abbreviation: float = Field(
+        default=0.15,
+        ge=0.0,
+        le=1.0,
+        description="Fraction of replacements written `term (ABBR)`, both labelled.",
+    )
+    abbreviation_only: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="Fraction of replacements written as the abbreviation alone.",
+    )
+
+    @model_validator(mode="after")
+    def _fractions(self) -> AugmentConfig:
+        if self.define_abbreviation + self.abbreviation_only > 1:
+            raise ValueError("define_abbreviation + abbreviation_only: more than 1")
+        return self
+
+
 class AnnotateConfig(Strict):
     """LLM annotation of notes (or of a real corpus, for the annotator baseline)."""
 
@@ -131,6 +172,11 @@ class AnnotateConfig(Strict):
     )
     kb: KnowledgeBase | None = Field(default=None, description="Dictionary of each label.")
     merge: MergeConfig = Field(default_factory=MergeConfig, description="Label merging.")
+    augment: AugmentConfig | None = Field(
+        default=None,
+        description="Mention replacement: extra training notes made from the ok ones "
+        "(`{}` for the defaults).",
+    )
     occurrences: Literal["all", "first"] = Field(
         default="all",
         description="A mention the LLM returns labels every occurrence in the note, or the "
@@ -164,6 +210,8 @@ class AnnotateConfig(Strict):
             unknown = sorted(set(self.kb.lexicons) - set(self.labels))
             if unknown:
                 raise ValueError(f"kb.lexicons: labels not in `labels`: {', '.join(unknown)}")
+        if self.augment is not None and self.augment.lexicons is None and self.kb is None:
+            raise ValueError("augment: needs `augment.lexicons` or a `kb` section")
         return self
 
     def resolved(self, base: Path) -> AnnotateConfig:
@@ -172,14 +220,19 @@ class AnnotateConfig(Strict):
         def corpus(ref: CorpusRef | None) -> CorpusRef | None:
             return ref and ref.model_copy(update={"path": resolve_path(base, ref.path)})
 
-        kb = self.kb
-        if kb is not None:
-            lexicons = {
-                label: [f.model_copy(update={"path": resolve_path(base, f.path)}) for f in files]
-                for label, files in kb.lexicons.items()
+        def lexicons(files: dict[str, list[LexiconFile]]) -> dict[str, list[LexiconFile]]:
+            return {
+                label: [f.model_copy(update={"path": resolve_path(base, f.path)}) for f in group]
+                for label, group in files.items()
             }
-            kb = kb.model_copy(update={"lexicons": lexicons})
-        update = {"input": corpus(self.input), "examples": corpus(self.examples), "kb": kb}
+
+        kb, augment = self.kb, self.augment
+        if kb is not None:
+            kb = kb.model_copy(update={"lexicons": lexicons(kb.lexicons)})
+        if augment is not None and augment.lexicons is not None:
+            augment = augment.model_copy(update={"lexicons": lexicons(augment.lexicons)})
+        update = {"input": corpus(self.input), "examples": corpus(self.examples), "kb": kb,
+                  "augment": augment}  # fmt: skip
         return self.model_copy(update=update)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 
 from raysynth.annotate.align import align
+from raysynth.annotate.augment import Augmenter
 from raysynth.annotate.config import AnnotateConfig, Strategy, check_privacy
 from raysynth.annotate.kb import hints
 from raysynth.annotate.merge import Answer, decide, merge_note
@@ -49,6 +50,7 @@ SUMMARY = pa.schema(
         pa.field("rows", pa.int64()),
         pa.field("ok", pa.int64()),
         pa.field("quarantined", pa.int64()),
+        pa.field("augmented", pa.int64()),
         pa.field("answers", pa.int64()),
         pa.field("failed_answers", pa.int64()),
         pa.field("mentions", pa.int64()),
@@ -98,6 +100,8 @@ def annotator_record(config: AnnotateConfig) -> str:
         "merge": config.merge.model_dump(mode="json"),
         "occurrences": config.occurrences,
     }
+    if config.augment is not None:
+        record["augment"] = config.augment.model_dump(mode="json")
     return json.dumps(record, sort_keys=True)
 
 
@@ -142,6 +146,8 @@ def annotate(
     storage = storage or RunStorage(Path(run_dir).resolve())
 
     check_privacy(config, real_text, ", ".join(str(p) for p in inputs[:3]) or "the input")
+    if config.augment is not None:  # lexicon errors now, before any LLM call
+        Augmenter(config.augment, config.kb, config.seed)
     result = AnnotateResult(out_dir=out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary_dir(out_dir).mkdir(exist_ok=True)
@@ -300,16 +306,19 @@ class AnnotationWriter(ShardGatherer):
         self.out_dir = Path(out_dir)
         self.annotator = annotator
         self.config = config
+        self.augment = config.augment and Augmenter(config.augment, config.kb, config.seed)
 
     def finish(self, name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
         by_note: dict[str, list[dict]] = defaultdict(list)
         for row in rows:
             by_note[row["note_id"]].append(row)
         notes = [self._note(by_note[nid]) for nid in sorted(by_note)]
-        summary = _summary(name, notes, rows)
+        copies = self.augment(notes) if self.augment else []
+        summary = _summary(name, notes + copies, rows, len(copies))
         # The summary first: a shard on disk always has one (the shard marks completion).
         (self.summary_dir / f"{name}.json").write_text(json.dumps(summary), encoding="utf-8")
-        write_atomic(pa.Table.from_pylist(notes, schema=ANNOTATIONS), self.out_dir / name)
+        table = pa.Table.from_pylist(notes + copies, schema=ANNOTATIONS)
+        write_atomic(table, self.out_dir / name)
         return summary
 
     @property
@@ -345,7 +354,7 @@ class AnnotationWriter(ShardGatherer):
                 "reason": reason}  # fmt: skip
 
 
-def _summary(name: str, notes: list[dict], rows: list[dict]) -> dict[str, Any]:
+def _summary(name: str, notes: list[dict], rows: list[dict], augmented: int) -> dict[str, Any]:
     answers = [r for r in rows if r["note_status"] == STATUS_OK]
     statuses = [n["status"] for n in notes]
     return {
@@ -353,6 +362,7 @@ def _summary(name: str, notes: list[dict], rows: list[dict]) -> dict[str, Any]:
         "rows": len(notes),
         "ok": statuses.count(STATUS_OK),
         "quarantined": len(notes) - statuses.count(STATUS_OK),
+        "augmented": augmented,
         "answers": len(answers),
         "failed_answers": sum(r["answer_error"] is not None for r in answers),
         "mentions": sum(r["mentions"] for r in answers),
@@ -387,5 +397,5 @@ def _totals(out_dir: Path, names: list[str]) -> dict[str, int]:
     for name in names:
         shard = json.loads((summary_dir(out_dir) / f"{name}.json").read_text(encoding="utf-8"))
         for key in totals:
-            totals[key] += shard[key]
+            totals[key] += shard.get(key, 0)  # `augmented` is newer than some runs
     return totals

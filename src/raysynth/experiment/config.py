@@ -27,7 +27,13 @@ from pydantic import (
     model_validator,
 )
 
-from raysynth.annotate.config import AnnotateConfig, KnowledgeBase, MergeConfig, Strategy
+from raysynth.annotate.config import (
+    AnnotateConfig,
+    AugmentConfig,
+    KnowledgeBase,
+    MergeConfig,
+    Strategy,
+)
 from raysynth.config import RunConfig, load_config
 from raysynth.config_base import CorpusRef, Strict, read_yaml_mapping, resolve_path
 from raysynth.errors import ConfigError
@@ -76,6 +82,9 @@ class AnnotatorVariant(Strict):
     kb: KnowledgeBase | None = Field(default=None, description="Replaces the base's kb.")
     examples: CorpusRef | None = Field(default=None, description="Few-shot example pool.")
     merge: MergeConfig | None = Field(default=None, description="Label merging.")
+    augment: AugmentConfig | None = Field(
+        default=None, description="Mention replacement copies of the ok notes."
+    )
     backend: Backend | None = Field(default=None, description="Annotator LLM backend.")
 
 

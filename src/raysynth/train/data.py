@@ -6,10 +6,15 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+from raysynth.annotate.augment import COPY_SEPARATOR
+
 
 def in_dev(doc_id: str, fraction: float, seed: int) -> bool:
-    """A stable hash split: the same documents are held out on every machine and rerun."""
-    digest = hashlib.sha256(f"{seed}:{doc_id}".encode()).digest()
+    """A stable hash split: the same documents are held out on every machine and rerun. A
+    mention-replacement copy goes where its note goes: a copy of a held-out note in the
+    training set would leak it into model selection."""
+    family = doc_id.split(COPY_SEPARATOR)[0]
+    digest = hashlib.sha256(f"{seed}:{family}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 

@@ -1,0 +1,120 @@
+"""Mention replacement: offsets, abbreviations, determinism, which notes are copied, and the
+config errors."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from raysynth.annotate.augment import Augmenter, abbreviation, replace_mentions
+from raysynth.annotate.config import AnnotateConfig, AugmentConfig, KnowledgeBase
+from raysynth.documents import Entity
+from raysynth.errors import ConfigError
+from raysynth.train.data import in_dev
+
+TEXT = "Asthma is common. Patients with chronic gout and asthma were seen."
+
+
+def entities(text: str, *mentions: str) -> list[Entity]:
+    out = []
+    for mention in mentions:
+        start = text.index(mention, out[-1].end if out else 0)
+        out.append(Entity(start, start + len(mention), "Disease", mention, "seed"))
+    return out
+
+
+def check_spans(text: str, found: list[Entity]) -> None:
+    for e in found:
+        assert text[e.start : e.end] == e.text
+
+
+@pytest.mark.parametrize(
+    ("term", "short"),
+    [
+        ("Huntington disease", "HD"),
+        ("ataxia-telangiectasia", "AT"),
+        ("Duchenne muscular dystrophy", "DMD"),
+        ("asthma", None),
+    ],
+)
+def test_abbreviation(term, short):
+    assert abbreviation(term) == short
+
+
+def test_replacement_keeps_context_and_moves_offsets():
+    plain = AugmentConfig(define_abbreviation=0, abbreviation_only=0)
+    old = entities(TEXT, "Asthma", "chronic gout", "asthma")
+    text, new = replace_mentions(TEXT, old, lambda _: "breast cancer", random.Random(0), plain)
+    assert (
+        text == "Breast cancer is common. Patients with breast cancer and breast cancer were seen."
+    )
+    assert [e.text for e in new] == ["Breast cancer", "breast cancer", "breast cancer"]
+    assert {e.source for e in new} == {"replaced"}
+    check_spans(text, new)
+
+
+@pytest.mark.parametrize(
+    ("fractions", "expected", "labelled"),
+    [
+        ((1.0, 0.0), "with Huntington disease (HD) and", ["Huntington disease", "HD"]),
+        ((0.0, 1.0), "with HD and", ["HD"]),
+    ],
+)
+def test_abbreviations_are_labelled(fractions, expected, labelled):
+    config = AugmentConfig(define_abbreviation=fractions[0], abbreviation_only=fractions[1])
+    old = entities(TEXT, "chronic gout")
+    text, new = replace_mentions(
+        TEXT, old, lambda _: "Huntington disease", random.Random(1), config
+    )
+    assert expected in text
+    assert [e.text for e in new] == labelled
+    check_spans(text, new)
+
+
+def note(note_id: str, status: str = "ok", label: str = "Disease") -> dict:
+    found = [e.to_row() for e in entities(TEXT, "chronic gout")]
+    for e in found:
+        e["label"] = label
+    return {"note_id": note_id, "text": TEXT, "entities": found, "status": status,
+            "reason": None, "annotator": "{}", "usage": None}  # fmt: skip
+
+
+@pytest.fixture
+def kb(tmp_path) -> KnowledgeBase:
+    lexicon = tmp_path / "diseases.txt"
+    terms = ["cystic fibrosis", "Huntington disease", "migraine", "psoriasis", "tuberculosis"]
+    lexicon.write_text("\n".join(terms), encoding="utf-8")
+    return KnowledgeBase(lexicons={"Disease": [{"path": str(lexicon)}]})
+
+
+def test_augmenter_copies_ok_notes_deterministically(kb):
+    notes = [note("a"), note("b"), note("q", status="quarantined"), note("x", label="Drug")]
+    augment = Augmenter(AugmentConfig(copies=3), kb, seed=7)
+    copies = augment(notes)
+    assert [c["note_id"] for c in copies] == [f"{n}~r{k}" for n in "ab" for k in (1, 2, 3)]
+    assert copies == Augmenter(AugmentConfig(copies=3), kb, seed=7)(notes)
+    assert copies != Augmenter(AugmentConfig(copies=3), kb, seed=8)(notes)
+    assert len({c["text"] for c in copies}) > 1
+    for copy in copies:
+        assert copy["status"] == "ok" and copy["entities"]
+        check_spans(copy["text"], [Entity.from_row(e) for e in copy["entities"]])
+        assert "Patients with " in copy["text"]
+
+
+def test_a_copy_is_held_out_with_its_note():
+    ids = [f"note-{i}" for i in range(200)]
+    for doc_id in ids:
+        assert in_dev(f"{doc_id}~r2", 0.3, 5) == in_dev(doc_id, 0.3, 5)
+    assert 20 < sum(in_dev(d, 0.3, 5) for d in ids) < 100
+
+
+def test_augment_config_errors(tmp_path, kb):
+    base = {"labels": {"Disease": "a disease"}}
+    with pytest.raises(ValueError, match="augment: needs `augment.lexicons` or a `kb`"):
+        AnnotateConfig.model_validate({**base, "augment": {}})
+    with pytest.raises(ValueError, match="define_abbreviation \\+ abbreviation_only"):
+        AugmentConfig(define_abbreviation=0.7, abbreviation_only=0.5)
+    missing = {"Disease": [{"path": str(tmp_path / "nowhere.txt")}]}
+    with pytest.raises(ConfigError, match="augment.Disease.lexicons.0.path: no such lexicon"):
+        Augmenter(AugmentConfig(lexicons=missing), kb, seed=0)
