@@ -44,6 +44,22 @@ def test_locate_tiers(mention, tier, spans):
     assert locate(TEXT, mention) == (tier, spans)
 
 
+@pytest.mark.parametrize(
+    ("text", "mention", "found"),
+    [
+        ("Hypertrophic cardiomyopathy was treated.", "hypertrophic cardiomyopathie", True),
+        ("A treatment for hypertrophic cardiomyopathy.", "hypertrophic cardiomyopathy 13", False),
+        ("Recessive nonsyndromic deafness, which is rare.", "nonsyndromic deafness 104", False),
+        ("Signs such as angiokeratoma.", "skin angiokeratoma", False),
+        ("Patients with metabolism disorders.", "metabolic disorders", True),
+    ],
+)
+def test_fuzzy_tier_keeps_the_seeds_word_boundaries(text, mention, found):
+    tier, spans = locate(text, mention)
+    assert (tier == "fuzzy") == found
+    assert bool(spans) == found
+
+
 def test_seed_spans_are_real_offsets_and_missing_seeds_are_recorded():
     seeds = [
         {"text": "diabetes mellitus", "label": "DISEASE"},

@@ -6,7 +6,8 @@ sentences were meta-text such as "A clinical case report mentioning ..."): chat-
 tokens, markdown fences, an echo of the prompt, lead-in lines ("Sure! Here is ...") and
 sign-off lines ("I hope this helps"). Seeds are located in three tiers, each tried only when
 the previous found nothing: exact, case-insensitive, then a bounded fuzzy match (same number
-of words, similarity >= FUZZY_MIN, at most one edit per FUZZY_CHARS_PER_EDIT characters). A
+of words, similarity >= FUZZY_MIN, at most one edit per FUZZY_CHARS_PER_EDIT characters, each
+word >= FUZZY_WORD_MIN like the seed's word in its place). A
 seed found nowhere is recorded as `missing`, never given an invented span.
 """
 
@@ -22,6 +23,7 @@ from raysynth.documents import Entity
 
 FUZZY_MIN = 0.85
 FUZZY_CHARS_PER_EDIT = 6
+FUZZY_WORD_MIN = 0.8  # 'disease'/'diseases', 'metabolic'/'metabolism'; not 'for'/'13'
 MINHASH_PERMS = 32
 # 4 bands x 8 rows over character 5-grams: a pair is caught with P ~ 0.97 at Jaccard 0.9,
 # ~ 0.6 at 0.8, ~ 0.02 at 0.5 (threshold about (1/4)^(1/8) = 0.84). Conservative on purpose:
@@ -100,9 +102,13 @@ def _find_all(text: str, mention: str, flags: int) -> list[tuple[int, int]]:
 
 
 def _fuzzy(text: str, mention: str) -> list[tuple[int, int]]:
-    """The best window of as many words as the mention, if close enough (bounded edits)."""
+    """The best window of as many words as the mention, if close enough (bounded edits) and
+    each of its words close to the mention's word in the same place: without that check a
+    seed such as 'hypertrophic cardiomyopathy 13', whose subtype number the model dropped,
+    matched 'for hypertrophic cardiomyopathy', a span with a wrong boundary."""
     words = [(m.start(), m.end()) for m in _WORD.finditer(text)]
-    n = len(_WORD.findall(mention))
+    targets = _WORD.findall(mention.lower())
+    n = len(targets)
     if n == 0 or len(words) < n:
         return []
     target = mention.lower()
@@ -114,9 +120,14 @@ def _fuzzy(text: str, mention: str) -> list[tuple[int, int]]:
         if abs(len(window) - len(target)) > max_edits:
             continue
         ratio = difflib.SequenceMatcher(None, window, target).ratio()
-        if ratio >= best_ratio:
+        pairs = zip((text[s:e].lower() for s, e in words[i : i + n]), targets, strict=True)
+        if ratio >= best_ratio and all(_similar(a, b) for a, b in pairs):
             best, best_ratio = (start, end), ratio
     return [best] if best else []
+
+
+def _similar(word: str, target: str) -> bool:
+    return word == target or difflib.SequenceMatcher(None, word, target).ratio() >= FUZZY_WORD_MIN
 
 
 def locate(text: str, mention: str) -> tuple[str, list[tuple[int, int]]]:
