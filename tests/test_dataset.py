@@ -32,3 +32,35 @@ def test_one_small_file_becomes_blocks_and_quarantined_rows_are_counted(ray_sess
     assert sorted(d["doc_id"] for d in docs) == [r["note_id"] for r in rows if r["status"] == "ok"]
     # Row groups of 12 and 11 rows in slices of at most 4: 3 + 3 slices.
     assert materialized.num_blocks() == 6
+
+
+def test_small_row_groups_are_packed_and_the_block_count_is_bounded(
+    ray_session, tmp_path, monkeypatch
+):
+    """Many files of small row groups: packed into blocks of `block_rows`, and into at most
+    MAX_BLOCKS larger ones when there would be more (the driver keeps state per block)."""
+    import raysynth.dataset
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    ids = []
+    for f in range(5):
+        rows = [{"note_id": f"f{f}-{i}", "text": f"note {i}", "entities": [], "status": "ok"}
+                for i in range(7)]  # fmt: skip
+        ids += [r["note_id"] for r in rows]
+        table = pa.Table.from_pylist(rows, schema=ANNOTATIONS)
+        pq.write_table(table, folder / f"part-{f}.parquet", row_group_size=2)
+    ref = CorpusRef(path=folder, format="parquet")
+
+    packed, counts = load_documents(ref, block_rows=10)
+    packed = packed.materialize()
+    assert counts.used == 35
+    assert sorted(d["doc_id"] for d in packed.take_all()) == sorted(ids)
+    # Groups of 2, 2, 2, 1 rows per file, packed in order up to 10 rows: 4 blocks.
+    assert packed.num_blocks() == 4
+
+    monkeypatch.setattr(raysynth.dataset, "MAX_BLOCKS", 3)
+    bounded, _ = load_documents(ref, block_rows=2)
+    bounded = bounded.materialize()
+    assert bounded.num_blocks() <= 3
+    assert sorted(d["doc_id"] for d in bounded.take_all()) == sorted(ids)

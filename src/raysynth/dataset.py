@@ -20,6 +20,10 @@ from raysynth.schema import DOCUMENTS, STATUS_OK
 
 BLOCK_ROWS = 256
 SLICES_PER_GROUP = 8
+# The driver keeps about 25 KB per block of a running dataset (measured: 300k sentences in
+# 4,800 blocks grew it by 150 MB, in 300 blocks by 40 MB), so a large corpus gets larger
+# blocks instead of more: the driver's memory stays flat. 512 still feeds hundreds of actors.
+MAX_BLOCKS = 512
 DOC_COLUMNS = ("doc_id", "text", "entities", "tokens", "token_spans")
 
 
@@ -47,21 +51,23 @@ def scored_ref(ref: CorpusRef, label_map: dict[str, str]) -> CorpusRef:
 
 
 def load_documents(ref: CorpusRef, block_rows: int = BLOCK_ROWS) -> tuple[Any, SourceCounts]:
-    """A Dataset with DOC_COLUMNS in blocks of at most `block_rows` rows (None when there is
-    no row), and how many rows were read and left out."""
+    """A Dataset with DOC_COLUMNS in blocks of about `block_rows` rows, more when the corpus
+    would need over MAX_BLOCKS blocks (None when there is no row), and how many rows were
+    read and left out."""
     import ray.data
 
     if (ref.format or guess_format(ref.path)) != "parquet":
         rows = [d.to_row() for d in read_documents(ref.path, ref.format, scheme=ref.scheme)]
         table = pa.Table.from_pylist(rows, schema=DOCUMENTS).select(list(DOC_COLUMNS))
         # Several blocks, so that an actor pool downstream has work for every actor.
-        blocks = [table.slice(i, block_rows) for i in range(0, len(table), block_rows)]
+        step = rows_per_block(len(table), block_rows)
+        blocks = [table.slice(i, step) for i in range(0, len(table), step)]
         return ray.data.from_arrow(blocks) if rows else None, SourceCounts(*[len(rows)] * 2, 0)
     dataset = _parquet_dataset(ref.path)
     names = dataset.schema.names
     columns = [c for c in (*DOC_COLUMNS, "note_id", "status") if c in names]
     total, used = _parquet_counts(dataset)
-    slices = _parquet_slices(dataset, block_rows)
+    slices = _parquet_slices(dataset, rows_per_block(total, block_rows))
     if not slices:
         return None, SourceCounts(0, 0, 0)
     # One block per slice, read inside the consumer's own operator (Ray Data fuses these
@@ -95,16 +101,28 @@ def _parquet_counts(dataset: Any) -> tuple[int, int]:
     return rows, used
 
 
-def _parquet_slices(dataset: Any, block_rows: int) -> list[dict[str, Any]]:
-    """Slices of at most `block_rows` rows, each within one row group; a large row group is
-    cut into at most SLICES_PER_GROUP slices, since each slice reads its whole group."""
-    slices = []
+def rows_per_block(total: int, block_rows: int) -> int:
+    return max(block_rows, -(-total // MAX_BLOCKS))
+
+
+def _parquet_slices(dataset: Any, block_rows: int) -> list[dict[str, list]]:
+    """Slices of about `block_rows` rows, as lists of pieces of row groups: a large group is
+    cut into pieces of at least `block_rows` rows (at most SLICES_PER_GROUP, since each
+    piece reads its whole group), and small groups, of one file or several, are packed
+    together until a slice holds `block_rows` rows."""
+    slices: list[dict[str, list]] = []
+    rows = block_rows  # rows in the last slice: full, so the first piece opens a slice
     for fragment in dataset.get_fragments():
         for group in fragment.row_groups:
             step = max(block_rows, -(-group.num_rows // SLICES_PER_GROUP))
             for start in range(0, group.num_rows, step):
-                slices.append({"file": fragment.path, "group": group.id, "start": start,
-                               "rows": min(step, group.num_rows - start)})  # fmt: skip
+                piece = {"file": fragment.path, "group": group.id, "start": start,
+                         "rows": min(step, group.num_rows - start)}  # fmt: skip
+                if rows + piece["rows"] > block_rows:
+                    slices.append({"pieces": []})
+                    rows = 0
+                slices[-1]["pieces"].append(piece)
+                rows += piece["rows"]
     return slices
 
 
@@ -115,9 +133,12 @@ def _read_slice(batch: pa.Table, columns: list[str], filesystem: Any) -> pa.Tabl
     import pyarrow.parquet as pq
 
     [item] = batch.to_pylist()
-    with filesystem.open_input_file(item["file"]) as handle:
-        group = pq.ParquetFile(handle).read_row_group(item["group"], columns=columns)
-    table = group.slice(item["start"], item["rows"])
+    tables = []
+    for piece in item["pieces"]:
+        with filesystem.open_input_file(piece["file"]) as handle:
+            group = pq.ParquetFile(handle).read_row_group(piece["group"], columns=columns)
+        tables.append(group.slice(piece["start"], piece["rows"]))
+    table = pa.concat_tables(tables)
     if "status" in table.column_names:
         table = table.filter(pc.equal(table.column("status"), STATUS_OK))
     return table

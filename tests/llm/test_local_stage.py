@@ -33,3 +33,26 @@ def test_twenty_chat_requests_come_back_with_text_and_usage(ray_session, tmp_pat
     assert summary.completion_tokens == sum(completions)
     (log,) = (tmp_path / "logs").glob("llama-server-*.log")
     assert log.stat().st_size > 0
+
+
+def test_a_restarted_server_answers_from_the_cache(ray_session, tmp_path):
+    """Each start picks a new free port: cached answers are keyed by the model, not the URL,
+    so a rerun (or a second annotator asking the same) pays for no request again."""
+    rows = chat_rows(4, "Name one disease (request row-{i}).")
+    backend = LocalBackend(batch_size=4)
+    runs = []
+    for attempt in ("first", "second"):
+        with llm_stage(
+            backend, sampling=SamplingParams(max_tokens=8), cache_dir=tmp_path / "cache",
+            run_dir=tmp_path / attempt,
+        ) as stage:  # fmt: skip
+            out = stage(ray_session.data.from_items(rows)).materialize().take_all()
+        runs.append({r["request_id"]: r for r in out})
+    first, second = runs
+    assert not any(r["cached"] for r in first.values())
+    assert all(r["cached"] for r in second.values())
+    assert {k: r["response"] for k, r in second.items()} == {
+        k: r["response"] for k, r in first.items()
+    }
+    (second_log,) = (tmp_path / "second" / "logs").glob("llama-server-*.log")
+    assert "POST /v1/chat/completions" not in second_log.read_text(errors="replace")

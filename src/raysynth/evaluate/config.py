@@ -20,7 +20,8 @@ class EvaluateConfig(Strict):
         ge=1,
         description="Documents per inference batch, the unit handed to an actor; their "
         "windows are sorted by length and run in passes of similar length, so a larger batch "
-        "wastes less on padding, and a smaller one spreads a small test set over more actors.",
+        "wastes less on padding, and a smaller one spreads a small test set over more actors. "
+        "A test set of over 512 batches gets larger ones (the driver keeps state per batch).",
     )
     actors: int = Field(default=2, ge=1, description="Inference actors (one model each).")
     use_gpu: bool = Field(default=False, description="One GPU per inference actor.")

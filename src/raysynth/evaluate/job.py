@@ -109,7 +109,7 @@ def _predict(cfg: EvaluateConfig, model_dir: str, test: TestSet, docs: Any) -> A
         "label_map": label_map_for(test, cfg.label_map),
         "use_gpu": cfg.use_gpu,
     }
-    # A batch is a block (`load_documents` cuts blocks of cfg.batch_size documents): with a
+    # A batch is a block (`load_documents` cuts blocks of cfg.batch_size documents or more): with a
     # batch size here, Ray Data would bundle the small upstream slice rows up to it and hand
     # every slice to one actor.
     return docs.map_batches(

@@ -18,7 +18,14 @@ from typing import Any
 from pydantic import SecretStr
 
 from raysynth.errors import ConfigError
-from raysynth.llm.config import Backend, LocalBackend, OpenAIBackend, SamplingParams, VllmBackend
+from raysynth.llm.config import (
+    Backend,
+    LocalBackend,
+    OpenAIBackend,
+    SamplingParams,
+    VllmBackend,
+    model_name,
+)
 
 Stage = Callable[[Any], Any]  # ray.data.Dataset -> ray.data.Dataset
 
@@ -74,7 +81,7 @@ def llm_stage(
             raise ConfigError("run_dir: required by the local backend (for the server log)")
         with (
             local_server(backend, run_dir) as server,
-            _http_stage(server.endpoint, sampling, cache_dir) as stage,
+            _http_stage(server.endpoint, sampling, cache_dir, local_cache_scope(backend)) as stage,
         ):
             yield stage
     else:
@@ -93,10 +100,22 @@ def api_key(backend: OpenAIBackend) -> SecretStr | None:
     return SecretStr(value)
 
 
+def local_cache_scope(backend: LocalBackend) -> str:
+    """What the cached answers of a started llama.cpp server depend on: its model and
+    context, not its port, which is a free one picked anew at each start (keyed by the URL,
+    a rerun or a second annotator found none of the answers already paid for)."""
+    return f"llama.cpp:{model_name(backend)}:n_ctx={backend.n_ctx}"
+
+
 @contextlib.contextmanager
 def _http_stage(
-    backend: OpenAIBackend, sampling: SamplingParams, cache_dir: str | Path | None
+    backend: OpenAIBackend,
+    sampling: SamplingParams,
+    cache_dir: str | Path | None,
+    cache_scope: str | None = None,
 ) -> Iterator[Stage]:
+    """`cache_scope`: what cached answers are keyed by besides the request (default the
+    endpoint's URL)."""
     import ray
     from ray.data import ActorPoolStrategy
 
@@ -124,6 +143,7 @@ def _http_stage(
         api_key=key,
         limiter=limiter,
         cache_root=str(cache_dir) if cache_dir is not None else None,
+        cache_scope=cache_scope or backend.base_url,
     )
 
     def stage(ds: Any) -> Any:

@@ -146,12 +146,14 @@ class OpenAIStage:
         api_key: SecretStr | None,
         limiter: Any,
         cache_root: str | None,
+        cache_scope: str,
     ) -> None:
         self._backend = backend
         self._sampling = sampling
         self._api_key = api_key
         self._limiter = limiter
         self._cache = ResponseCache(cache_root) if cache_root else None
+        self._cache_scope = cache_scope
         self._client: Any = None
         self._in_flight: asyncio.Semaphore | None = None
 
@@ -183,7 +185,7 @@ class OpenAIStage:
             kind, body = build_request(row, self._backend, self._sampling)
         except ValueError as err:
             return error_result(str(err))
-        key = cache_key(self._backend.base_url, self._backend.model, {"kind": kind, **body})
+        key = cache_key(self._cache_scope, self._backend.model, {"kind": kind, **body})
         if self._cache is not None:
             hit = await asyncio.to_thread(self._cache.get, key)
             if hit is not None:
