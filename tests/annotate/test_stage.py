@@ -117,6 +117,25 @@ def test_annotate_notes_end_to_end(ray_session, llama_server, tmp_path):
         annotate_run(other, run_dir)
 
 
+def test_an_annotator_without_llm_spans_asks_nothing(ray_session, llama_server, tmp_path):
+    run_dir = tmp_path / "run"
+    write_notes(run_dir)
+    cfg = config(llama_server, tmp_path, merge={"sources": ["seed", "kb"]})
+    before = requests_served(llama_server)
+    result = annotate_run(cfg, run_dir)
+
+    assert requests_served(llama_server) == before
+    c = result.counts
+    assert (c["rows"], c["ok"], c["answers"], c["failed_answers"]) == (6, 4, 0, 0)
+    by_id = {r["note_id"]: r for r in pq.read_table(run_dir / "annotations").to_pylist()}
+    labels = {
+        nid: sorted((e["text"], e["source"]) for e in r["entities"]) for nid, r in by_id.items()
+    }
+    assert labels["n1"] == [("asthma", "seed+kb")]
+    assert labels["n3"] == [("anemia", "kb"), ("chronic gout", "kb")]  # the longest of overlaps
+    assert by_id["n5"]["status"] == "ok" and not labels["n5"]
+
+
 def test_annotate_with_mention_replacement(ray_session, llama_server, tmp_path):
     run_dir = tmp_path / "run"
     write_notes(run_dir)

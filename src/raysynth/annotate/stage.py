@@ -156,11 +156,16 @@ def annotate(
     if pending:
         cache_dir = storage.shared(storage.local / "llm-cache") if config.cache else None
         sources = [storage.shared(p) for p in pending]
-        with (
+        stage = (
             llm_stage(
                 config.backend, sampling=stage_sampling(config), cache_dir=cache_dir,
                 run_dir=storage.local,
-            ) as llm,
+            )
+            if asks_llm(config)
+            else contextlib.nullcontext(None)  # no server started, no request sent
+        )  # fmt: skip
+        with (
+            stage as llm,
             contextlib.closing(_run_shards(config, llm, sources, pending, out_dir)) as summaries,
         ):  # fmt: skip
             for summary in summaries:
@@ -175,9 +180,15 @@ def annotate(
     return result
 
 
+def asks_llm(config: AnnotateConfig) -> bool:
+    """Whether the labels take LLM spans: an annotator of seeds and dictionary alone
+    (merge.sources without `llm`) asks nothing, so it costs no LLM time at all."""
+    return "llm" in config.merge.sources
+
+
 def _run_shards(
     config: AnnotateConfig,
-    llm: Callable[[Any], Any],
+    llm: Callable[[Any], Any] | None,
     sources: list[str],
     pending: list[Path],
     out_dir: Path,
@@ -185,7 +196,7 @@ def _run_shards(
     """`sources`: the `pending` shards as the read tasks reach them."""
     from ray.data import ActorPoolStrategy
 
-    per_note = sum(s.samples for s in config.strategies)
+    per_note = sum(s.samples for s in config.strategies) if llm is not None else 1
     requests = read_shards(sources, NOTE_COLUMNS).map_batches(
         RequestBuilder,
         fn_constructor_kwargs={"config": config},
@@ -193,11 +204,15 @@ def _run_shards(
         compute=ActorPoolStrategy(size=1),
         num_cpus=0.5,
     )
-    answers = llm(requests).map_batches(
-        read_answers,
-        fn_kwargs={"labels": list(config.labels), "occurrences": config.occurrences},
-        batch_format="pyarrow",
-        num_cpus=0.25,
+    answers = (
+        llm(requests).map_batches(
+            read_answers,
+            fn_kwargs={"labels": list(config.labels), "occurrences": config.occurrences},
+            batch_format="pyarrow",
+            num_cpus=0.25,
+        )
+        if llm is not None
+        else requests  # one unasked row per note (RequestBuilder)
     )
     summaries = answers.map_batches(
         AnnotationWriter,
@@ -215,7 +230,8 @@ def _run_shards(
 
 
 class RequestBuilder:
-    """Ray Data actor: one request row per (note, strategy, sample). An actor because the
+    """Ray Data actor: one request row per (note, strategy, sample), or one row with no
+    answer per note when the annotator asks no LLM (`asks_llm`). An actor because the
     example pool, its embeddings and the dictionary are loaded once, not per batch."""
 
     def __init__(self, config: AnnotateConfig) -> None:
@@ -229,6 +245,8 @@ class RequestBuilder:
         notes = batch.to_pylist()
         texts = [n["text"] or "" for n in notes]
         kb = [self.resources.kb_entities(t) for t in texts]
+        if not asks_llm(self.config):
+            return pa.Table.from_pylist([_unasked(n, k) for n, k in zip(notes, kb, strict=True)])
         vectors = self.resources.embed(texts)
         rows = []
         for builder in self.builders:
@@ -243,13 +261,7 @@ class RequestBuilder:
         found = hints(kb) if strategy.kb_in_prompt else []
         messages = builder.messages(note["text"], shots, found) if usable else None
         base = {
-            "path": note["path"],
-            "note_id": note["note_id"],
-            "text": note["text"],
-            "note_status": note["status"],
-            "note_reason": note["reason"],
-            "seeds": note["entities"] or [],
-            "kb_entities": [e.to_row() for e in kb],
+            **_note_columns(note, kb),
             "strategy": strategy.label,
             "format": strategy.format,
             "messages": messages,
@@ -263,6 +275,32 @@ class RequestBuilder:
             {**base, "sample": i, "seed": self.config.seed * 1000 + i}
             for i in range(strategy.samples)
         ]
+
+
+def _note_columns(note: dict, kb: list[Entity]) -> dict[str, Any]:
+    return {
+        "path": note["path"],
+        "note_id": note["note_id"],
+        "text": note["text"],
+        "note_status": note["status"],
+        "note_reason": note["reason"],
+        "seeds": note["entities"] or [],
+        "kb_entities": [e.to_row() for e in kb],
+    }
+
+
+def _unasked(note: dict, kb: list[Entity]) -> dict[str, Any]:
+    """A note's one row when no LLM is asked: what the writer reads, with no answer."""
+    return {
+        **_note_columns(note, kb),
+        "strategy": None,
+        "sample": 0,
+        "usage": {"prompt_tokens": None, "completion_tokens": None},
+        "answer_entities": [],
+        "mentions": 0,
+        "hallucinated": 0,
+        "answer_error": None,
+    }
 
 
 def read_answers(batch: pa.Table, labels: list[str], occurrences: str) -> pa.Table:
@@ -355,7 +393,7 @@ class AnnotationWriter(ShardGatherer):
 
 
 def _summary(name: str, notes: list[dict], rows: list[dict], augmented: int) -> dict[str, Any]:
-    answers = [r for r in rows if r["note_status"] == STATUS_OK]
+    answers = [r for r in rows if r["note_status"] == STATUS_OK and r["strategy"] is not None]
     statuses = [n["status"] for n in notes]
     return {
         "shard": name,
