@@ -11,7 +11,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
 from raysynth.config_base import CorpusRef, Strict, resolve_path
 from raysynth.errors import ConfigError
-from raysynth.generate.recipe import LexiconFile, LexiconFilters
+from raysynth.generate.recipe import LexiconFile, LexiconFilters, TermSampling
 from raysynth.llm.config import Backend, LocalBackend, OpenAIBackend, VllmBackend
 from raysynth.llm.http import LOOPBACK_HOSTS
 
@@ -100,7 +100,7 @@ class MergeConfig(Strict):
     )
 
 
-class AugmentConfig(Strict):
+class AugmentConfig(TermSampling):
     """Mention replacement (raysynth.annotate.augment): copies of each ok note with every
     labelled mention replaced by a lexicon term of its label, some as abbreviations."""
 
@@ -112,15 +112,6 @@ class AugmentConfig(Strict):
         description="Label -> lexicon files the replacements are drawn from; default the "
         "`kb` lexicons. Every label of a copied note needs one.",
     )
-    filters: LexiconFilters = Field(
-        default_factory=LexiconFilters, description="Which lexicon entries are drawn."
-    )
-    weighting: Literal["uniform", "short_terms"] = Field(
-        default="short_terms",
-        description="`short_terms`: a term weighs 1/words^weight_power (common diseases have "
-        "short names; see raysynth.generate.lexicon).",
-    )
-    weight_power: float = Field(default=2.0, ge=0.0, description="Power of `short_terms`.")
     define_abbreviation: float = Field(
         default=0.15,
         ge=0.0,

@@ -95,7 +95,22 @@ class Patient(Strict):
     )
 
 
-class Recipe(Strict):
+class TermSampling(Strict):
+    """Which lexicon entries are drawn and how: a recipe's seeds, and the terms annotation's
+    mention replacement swaps in."""
+
+    filters: LexiconFilters = Field(
+        default_factory=LexiconFilters, description="Lexicon entry filters."
+    )
+    weighting: Literal["uniform", "short_terms"] = Field(
+        default="short_terms",
+        description="How terms are drawn: `uniform`, or `short_terms`: weight 1/words^power, "
+        "favouring the short, common names over the long ontology tail (FINDINGS.md).",
+    )
+    weight_power: float = Field(default=2.0, ge=0.0, description="Power of `short_terms`.")
+
+
+class Recipe(TermSampling):
     """What to generate; with `seed`, it fixes every prompt and note_id."""
 
     language: str = Field(default="English", description="Language the notes are written in.")
@@ -114,15 +129,6 @@ class Recipe(Strict):
         le=1.0,
         description="Share of prompts with no seeded term (negative examples).",
     )
-    filters: LexiconFilters = Field(
-        default_factory=LexiconFilters, description="Lexicon entry filters."
-    )
-    weighting: Literal["uniform", "short_terms"] = Field(
-        default="short_terms",
-        description="How seeds are drawn: `uniform`, or `short_terms`: weight 1/words^power, "
-        "favouring the short, common names over the long ontology tail (FINDINGS.md).",
-    )
-    weight_power: float = Field(default=2.0, ge=0.0, description="Power of `short_terms`.")
     template: str = Field(
         default="note_v1",
         pattern=r"^[a-z0-9_]+$",
