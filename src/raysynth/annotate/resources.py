@@ -24,13 +24,15 @@ class Resources:
     embedder: Embedder | None = None
 
     @classmethod
-    def load(cls, config: AnnotateConfig) -> Resources:
+    def load(cls, config: AnnotateConfig, prompts: bool = True) -> Resources:
+        """`prompts` False: the dictionary alone, for an annotator that asks no LLM (the
+        example pool and its embeddings serve prompts only)."""
         out = cls()
         if config.kb is not None:
             from raysynth.annotate.kb import DictionaryMatcher
 
             out.matcher = DictionaryMatcher.from_lexicons(config.kb.lexicons, config.kb.filters)
-        shots = {s.shots for s in config.strategies}
+        shots = {s.shots for s in config.strategies} if prompts else set()
         if shots - {"zero"}:
             from raysynth.annotate.knn import Embedder, ExamplePool, load_examples
 

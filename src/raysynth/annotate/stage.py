@@ -239,7 +239,7 @@ class RequestBuilder:
 
         self.config = config
         self.builders = [PromptBuilder(s, config.labels) for s in config.strategies]
-        self.resources = Resources.load(config)
+        self.resources = Resources.load(config, prompts=asks_llm(config))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         notes = batch.to_pylist()
