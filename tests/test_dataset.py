@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from raysynth.config_base import CorpusRef
 from raysynth.dataset import load_documents
+from raysynth.errors import ConfigError
 from raysynth.schema import ANNOTATIONS
 
 
@@ -64,3 +66,11 @@ def test_small_row_groups_are_packed_and_the_block_count_is_bounded(
     bounded = bounded.materialize()
     assert bounded.num_blocks() <= 3
     assert sorted(d["doc_id"] for d in bounded.take_all()) == sorted(ids)
+
+
+def test_a_file_that_is_not_parquet_is_named_in_a_config_error(ray_session, tmp_path):
+    """The plan is made in a task; its error reaches the user as the driver's would."""
+    path = tmp_path / "notes.parquet"
+    path.write_text("doc_id,text\n1,not parquet\n")
+    with pytest.raises(ConfigError, match="notes.parquet: cannot read as Parquet"):
+        load_documents(CorpusRef(path=path, format="parquet"))

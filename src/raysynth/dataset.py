@@ -64,21 +64,47 @@ def load_documents(ref: CorpusRef, block_rows: int = BLOCK_ROWS) -> tuple[Any, S
         step = rows_per_block(len(table), block_rows)
         blocks = [table.slice(i, step) for i in range(0, len(table), step)]
         return ray.data.from_arrow(blocks) if rows else None, SourceCounts(*[len(rows)] * 2, 0)
-    dataset = _parquet_dataset(ref.path)
-    names = dataset.schema.names
-    columns = [c for c in (*DOC_COLUMNS, "note_id", "status") if c in names]
-    total, used = _parquet_counts(dataset)
-    slices = _parquet_slices(dataset, rows_per_block(total, block_rows))
+    # MAX_BLOCKS is read here, not in the task: the driver's value is the one in force.
+    plan = _plan_on_this_node(str(ref.path), block_rows, MAX_BLOCKS)
+    columns, filesystem, total, used, slices = plan
     if not slices:
         return None, SourceCounts(0, 0, 0)
     # One block per slice, read inside the consumer's own operator (Ray Data fuses these
     # maps into it): `read_parquet` merges small files into one block, which a pool of
     # actors cannot share, and its read tasks would wait for CPUs a full actor pool holds.
     ds = ray.data.from_items(slices, override_num_blocks=len(slices))
-    kwargs = {"columns": columns, "filesystem": dataset.filesystem}
+    kwargs = {"columns": columns, "filesystem": filesystem}
     ds = ds.map_batches(_read_slice, fn_kwargs=kwargs, batch_size=1, batch_format="pyarrow")
     ds = ds.map_batches(_normalize, batch_format="pyarrow", zero_copy_batch=True)
     return ds.select_columns(list(DOC_COLUMNS)), SourceCounts(total, used, total - used)
+
+
+def _plan_on_this_node(path: str, block_rows: int, max_blocks: int) -> tuple[Any, ...]:
+    """`_parquet_plan` in a task on the driver's node (where a local path is): the footers it
+    parses would stay in the driver's heap for good (300k sentences in 4,800 row groups:
+    +75 MB when planned on the driver)."""
+    import ray
+    from ray.exceptions import RayTaskError
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    task = ray.remote(num_cpus=0, scheduling_strategy=here)(_parquet_plan)
+    try:
+        return ray.get(task.remote(path, block_rows, max_blocks))
+    except RayTaskError as err:
+        if isinstance(err.cause, ConfigError):
+            raise err.cause from None
+        raise
+
+
+def _parquet_plan(path: str, block_rows: int, max_blocks: int) -> tuple[Any, ...]:
+    """The columns to read, the filesystem, the row counts and the slices of a Parquet corpus."""
+    dataset = _parquet_dataset(path)
+    names = dataset.schema.names
+    columns = [c for c in (*DOC_COLUMNS, "note_id", "status") if c in names]
+    total, used = _parquet_counts(dataset)
+    slices = _parquet_slices(dataset, rows_per_block(total, block_rows, max_blocks))
+    return columns, dataset.filesystem, total, used, slices
 
 
 def _parquet_dataset(path: Any) -> Any:
@@ -102,8 +128,8 @@ def _parquet_counts(dataset: Any) -> tuple[int, int]:
     return rows, used
 
 
-def rows_per_block(total: int, block_rows: int) -> int:
-    return max(block_rows, -(-total // MAX_BLOCKS))
+def rows_per_block(total: int, block_rows: int, max_blocks: int = MAX_BLOCKS) -> int:
+    return max(block_rows, -(-total // max_blocks))
 
 
 def _parquet_slices(dataset: Any, block_rows: int) -> list[dict[str, list]]:

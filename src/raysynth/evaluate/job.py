@@ -76,7 +76,7 @@ def _one(
     clear(out)
     model = storage.shared(Path(model_dir).resolve())
     _predict(cfg, model, test, docs).write_parquet(out)
-    tally = tally_predictions(cfg, labels, out)
+    tally = tally_predictions(cfg, labels, out, read.used)
     if tally.docs != read.used:
         raise RuntimeError(f"{test.name}: {read.used} documents in, {tally.docs} scored")
     meta = {
@@ -122,8 +122,12 @@ def _predict(cfg: EvaluateConfig, model_dir: str, test: TestSet, docs: Any) -> A
     )
 
 
-def tally_predictions(cfg: EvaluateConfig, labels: list[str], predictions: str) -> Tally:
+def tally_predictions(cfg: EvaluateConfig, labels: list[str], predictions: str, rows: int) -> Tally:
+    """The sum of one tally per batch of the `rows` predictions: batches of `rows_per_block`,
+    so that the driver, which keeps some state per block, sums at most MAX_BLOCKS of them."""
     import ray.data
+
+    from raysynth.dataset import rows_per_block
 
     kwargs = {
         "model_labels": labels,
@@ -133,7 +137,7 @@ def tally_predictions(cfg: EvaluateConfig, labels: list[str], predictions: str) 
     }
     total = Tally()
     ds = ray.data.read_parquet(str(predictions)).map_batches(
-        tally_batch, fn_kwargs=kwargs, batch_size=256
+        tally_batch, fn_kwargs=kwargs, batch_size=rows_per_block(rows, 256)
     )
     for row in ds.iter_rows():
         total.merge(Tally.from_json(row["tally"]), cfg.examples)

@@ -51,7 +51,7 @@ def evaluate_llm(
             out.mkdir(parents=True, exist_ok=True)
             rows = [_row(doc, p, labels) for doc, p in zip(docs, pred, strict=True)]
             pq.write_table(pa.Table.from_pylist(rows, schema=PREDICTIONS), out / "part-0.parquet")
-            tally = tally_predictions(cfg, sorted(labels), str(out))
+            tally = tally_predictions(cfg, sorted(labels), str(out), len(rows))
             meta = {"annotator": strategy.strategy, "path": str(test.path),
                     "model_labels": sorted(labels), "label_map": mapping}  # fmt: skip
             report = build_report(name, tally, meta)
