@@ -72,6 +72,49 @@ def test_abbreviations_are_labelled(fractions, expected, labelled):
     check_spans(text, new)
 
 
+def test_qualifier_and_coordination_forms_are_one_mention():
+    old = entities(TEXT, "chronic gout")
+    qualified = AugmentConfig(define_abbreviation=0, abbreviation_only=0, modifier=1.0,
+                              modifiers=["hereditary"])  # fmt: skip
+    text, new = replace_mentions(TEXT, old, lambda _: "breast cancer", random.Random(2), qualified)
+    assert "with hereditary breast cancer and" in text
+    assert [e.text for e in new] == ["hereditary breast cancer"]
+
+    coordinated = AugmentConfig(define_abbreviation=0, abbreviation_only=0, coordinate=1.0)
+    seen = []
+    text, new = replace_mentions(
+        TEXT, old, lambda _: "breast cancer", random.Random(3), coordinated,
+        lambda label, term: seen.append((label, term)) or "ovarian cancer",
+    )  # fmt: skip
+    assert seen == [("Disease", "breast cancer")]
+    [mention] = new
+    assert mention.text in {f"breast {c} ovarian cancer" for c in ("and", "or", "/")}
+    check_spans(text, new)
+    # A one-word term cannot be coordinated; without a partner, the term is written alone.
+    for term, partner in (("asthma", "ovarian cancer"), ("breast cancer", None)):
+        text, new = replace_mentions(
+            TEXT, old, lambda _, t=term: t, random.Random(3), coordinated,
+            lambda label, t, p=partner: p,
+        )  # fmt: skip
+        assert [e.text for e in new] == [term]
+
+
+def test_coordination_partners_share_the_last_word(tmp_path):
+    lexicon = tmp_path / "diseases.txt"
+    lexicon.write_text("breast cancer\novarian Cancer\nHuntington disease\n", encoding="utf-8")
+    kb = KnowledgeBase(lexicons={"Disease": [{"path": str(lexicon)}]})
+    config = AugmentConfig(copies=8, define_abbreviation=0, abbreviation_only=0, coordinate=1.0)
+    written = {
+        e["text"] for copy in Augmenter(config, kb, seed=1)([note("a")]) for e in copy["entities"]
+    }
+    assert "Huntington disease" in written  # no other term ends in 'disease'
+    assert written - {"Huntington disease"} <= {
+        f"{a} {c} {b}" for a, b in (("breast", "ovarian Cancer"), ("ovarian", "breast cancer"))
+        for c in ("and", "or", "/")
+    }  # fmt: skip
+    assert len(written) > 1
+
+
 def note(note_id: str, status: str = "ok", label: str = "Disease") -> dict:
     found = [e.to_row() for e in entities(TEXT, "chronic gout")]
     for e in found:
@@ -115,6 +158,10 @@ def test_augment_config_errors(tmp_path, kb):
         AnnotateConfig.model_validate({**base, "augment": {}})
     with pytest.raises(ValueError, match="define_abbreviation \\+ abbreviation_only"):
         AugmentConfig(define_abbreviation=0.7, abbreviation_only=0.5)
+    with pytest.raises(ValueError, match="\\+ modifier \\+ coordinate: more than 1"):
+        AugmentConfig(modifier=0.5, coordinate=0.5)
+    with pytest.raises(ValueError, match="modifier: needs at least one of `modifiers`"):
+        AugmentConfig(modifier=0.2, modifiers=[])
     missing = {"Disease": [{"path": str(tmp_path / "nowhere.txt")}]}
     with pytest.raises(ConfigError, match="augment.Disease.lexicons.0.path: no such lexicon"):
         Augmenter(AugmentConfig(lexicons=missing), kb, seed=0)

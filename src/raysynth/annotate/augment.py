@@ -7,7 +7,9 @@ labelled mention of an ok note by another lexicon term of its label gives new no
 contexts with other surface forms, and each replaced span is right by construction (a lexicon
 entry of that label), whatever the annotator got wrong about the original span. A fraction of
 the replacements define an abbreviation, `term (ABBR)` with both labelled, and another
-fraction use one alone, in the contexts where a disease name stood.
+fraction use one alone, in the contexts where a disease name stood. Two more forms follow a
+target guideline that labels qualifiers and coordinations whole: a qualifier in front
+('hereditary breast cancer') and two terms of one last word ('breast and ovarian cancer').
 
 Written by hand: replacement on character offsets with the labels carried along is a few lines
 here, and the NER augmentation libraries work on whole-word BIO sequences of their own format.
@@ -19,6 +21,7 @@ import hashlib
 import random
 import re
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from raysynth.annotate.config import AugmentConfig, KnowledgeBase
@@ -27,6 +30,8 @@ from raysynth.schema import STATUS_OK
 
 COPY_SEPARATOR = "~r"  # note_id of the k-th copy of note X: X~r<k>
 SOURCE = "replaced"
+FORMS = ("define_abbreviation", "abbreviation_only", "modifier", "coordinate")
+CONJUNCTIONS = ("and", "or", "/")
 _WORD_PARTS = re.compile(r"[A-Za-z]+")
 
 
@@ -40,16 +45,34 @@ def abbreviation(term: str) -> str | None:
     return "".join(p[0] for p in parts).upper()
 
 
-def surface(term: str, rng: random.Random, config: AugmentConfig) -> list[tuple[str, bool]]:
+def surface(
+    term: str, rng: random.Random, config: AugmentConfig, partner: Callable[[str], str | None]
+) -> list[tuple[str, bool]]:
     """The text written for one replacement, as pieces (text, labelled): the term, the term
-    and its abbreviation in brackets, or the abbreviation alone."""
+    and its abbreviation in brackets, the abbreviation alone, the term behind a qualifier, or
+    the term coordinated with `partner(term)` (another of its last word). A form the term
+    cannot take (no abbreviation, no partner) falls back to the term."""
     short = abbreviation(term)
-    draw = rng.random()
-    if short is None or draw >= config.define_abbreviation + config.abbreviation_only:
-        return [(term, True)]
-    if draw < config.define_abbreviation:
+    form = _form(rng.random(), config)
+    if form == "define_abbreviation" and short:
         return [(term, True), (" (", False), (short, True), (")", False)]
-    return [(short, True)]
+    if form == "abbreviation_only" and short:
+        return [(short, True)]
+    if form == "modifier":
+        return [(f"{rng.choice(config.modifiers)} {term}", True)]
+    other = partner(term) if form == "coordinate" and " " in term else None
+    if other:
+        return [(f"{term.rsplit(' ', 1)[0]} {rng.choice(CONJUNCTIONS)} {other}", True)]
+    return [(term, True)]
+
+
+def _form(draw: float, config: AugmentConfig) -> str | None:
+    """The form a uniform draw falls in, each taking its configured fraction of [0, 1)."""
+    for name in FORMS:
+        draw -= getattr(config, name)
+        if draw < 0:
+            return name
+    return None
 
 
 def replace_mentions(
@@ -58,17 +81,20 @@ def replace_mentions(
     draw: Callable[[str], str],
     rng: random.Random,
     config: AugmentConfig,
+    partner: Callable[[str, str], str | None] = lambda label, term: None,
 ) -> tuple[str, list[Entity]]:
     """`text` with each entity (non-overlapping, as merging leaves them) replaced by
-    `draw(label)`, and the new entities on the new offsets. A replacement at the start of a
-    sentence gets a capital letter, as the text it replaces had."""
+    `draw(label)` in one of the `surface` forms (coordinated with `partner(label, term)`),
+    and the new entities on the new offsets. A
+    replacement at the start of a sentence gets a capital letter, as the text it replaced had."""
     pieces: list[str] = []
     out: list[Entity] = []
     position = length = 0
     for entity in sorted(entities, key=lambda e: e.start):
         pieces.append(text[position : entity.start])
         length += entity.start - position
-        for i, (piece, labelled) in enumerate(surface(draw(entity.label), rng, config)):
+        written = surface(draw(entity.label), rng, config, partial(partner, entity.label))
+        for i, (piece, labelled) in enumerate(written):
             if i == 0 and _sentence_start(text, entity.start):
                 piece = piece[:1].upper() + piece[1:]
             if labelled:
@@ -99,6 +125,9 @@ class Augmenter:
             label: load_lexicon(files, config.filters, *weighting, field=f"augment.{label}")
             for label, files in lexicons.items()
         }
+        self.by_last_word = {
+            label: _by_last_word(lex.terms) for label, lex in self.lexicons.items()
+        }
 
     def __call__(self, notes: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """The copies of `notes` (annotation rows); notes not ok, without entities or with
@@ -121,6 +150,23 @@ class Augmenter:
         def draw(label: str) -> str:
             return self.lexicons[label].sample(rng, 1)[0]
 
-        text, replaced = replace_mentions(note["text"], entities, draw, rng, self.config)
+        def partner(label: str, term: str) -> str | None:
+            others = [t for t in self.by_last_word[label].get(_last_word(term), ()) if t != term]
+            return rng.choice(others) if others else None
+
+        text, replaced = replace_mentions(note["text"], entities, draw, rng, self.config, partner)
         rows = [e.to_row() for e in replaced]
         return {**note, "note_id": note_id, "text": text, "entities": rows, "reason": None}
+
+
+def _last_word(term: str) -> str:
+    return term.rsplit(" ", 1)[-1].lower()
+
+
+def _by_last_word(terms: Sequence[str]) -> dict[str, list[str]]:
+    """Terms of two words or more by their last word, the partners a coordination draws."""
+    index: dict[str, list[str]] = {}
+    for term in terms:
+        if " " in term:
+            index.setdefault(_last_word(term), []).append(term)
+    return index
