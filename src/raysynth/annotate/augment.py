@@ -33,6 +33,7 @@ SOURCE = "replaced"
 FORMS = ("define_abbreviation", "abbreviation_only", "modifier", "coordinate")
 CONJUNCTIONS = ("and", "or", "/")
 _WORD_PARTS = re.compile(r"[A-Za-z]+")
+_COORDINABLE = re.compile(r"[A-Za-z'-]+( [A-Za-z'-]+)?(?<! of) [A-Za-z]{4,}")
 
 
 def abbreviation(term: str) -> str | None:
@@ -151,6 +152,8 @@ class Augmenter:
             return self.lexicons[label].sample(rng, 1)[0]
 
         def partner(label: str, term: str) -> str | None:
+            if not _COORDINABLE.fullmatch(term):
+                return None
             others = [t for t in self.by_last_word[label].get(_last_word(term), ()) if t != term]
             return rng.choice(others) if others else None
 
@@ -164,9 +167,11 @@ def _last_word(term: str) -> str:
 
 
 def _by_last_word(terms: Sequence[str]) -> dict[str, list[str]]:
-    """Terms of two words or more by their last word, the partners a coordination draws."""
+    """The terms a coordination can join, by their last word: two or three words ending in a
+    word of four letters or more. Longer and numbered names make nonsense shared last words
+    ('... dyshormonogenesis 2A', 'Atherosclerosis of renal artery')."""
     index: dict[str, list[str]] = {}
     for term in terms:
-        if " " in term:
+        if _COORDINABLE.fullmatch(term):
             index.setdefault(_last_word(term), []).append(term)
     return index
