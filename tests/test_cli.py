@@ -111,3 +111,25 @@ def test_stage_commands_need_their_config_section(tmp_path):
         result = raysynth(command, str(config))
         assert result.returncode == 2
         assert f"no {command} section" in result.stderr
+
+
+def test_sigterm_stops_the_llama_server_a_command_started(tmp_path):
+    """`ray job stop` or a pod's eviction sends SIGTERM: the server, in a session of its own,
+    must not outlive raysynth."""
+    import signal
+
+    import psutil
+
+    exe = shutil.which("raysynth", path=str(Path(sys.executable).parent)) or "raysynth"
+    command = [exe, "llm", "serve", "--run-dir", str(tmp_path)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert "serving" in proc.stdout.readline()
+            [server] = psutil.Process(proc.pid).children()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0
+            assert "stopped" in proc.stdout.read()
+            psutil.wait_procs([server], timeout=30)
+            assert not server.is_running()
+        finally:
+            proc.kill()

@@ -4,7 +4,9 @@ answers at once."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -298,11 +300,19 @@ def _compare(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (`ray job stop`, a pod's eviction, `kill`) ends a command as Ctrl-C does:
+        # `finally` blocks run, so a llama.cpp server it started (in a session of its own,
+        # which no process-group signal reaches) is stopped and not left running.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return args.handler(args)
     except (RaysynthError, ValueError) as err:
         print(f"raysynth: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("raysynth: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

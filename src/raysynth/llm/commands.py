@@ -7,7 +7,6 @@ so `raysynth --help` stays fast.
 from __future__ import annotations
 
 import argparse
-import signal
 from pathlib import Path
 
 
@@ -50,9 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
     from raysynth.llm.local_server import local_server
 
     config = LocalBackend(gguf=args.gguf, port=args.port, threads=args.threads, n_ctx=args.n_ctx)
-    # SIGTERM ends the command like Ctrl-C does, so the server is stopped either way.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
+    try:  # Ctrl-C or SIGTERM (raysynth.cli.main)
         with local_server(config, args.run_dir) as server:
             print(f"serving {config.model_alias} at {server.base_url} (log: {server.log_path})")
             print("Ctrl-C stops it.", flush=True)
