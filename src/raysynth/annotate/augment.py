@@ -24,13 +24,12 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
-from raysynth.annotate.config import AugmentConfig, KnowledgeBase
+from raysynth.annotate.config import REPLACEMENT_FORMS, AugmentConfig, KnowledgeBase
 from raysynth.documents import Entity
 from raysynth.schema import STATUS_OK
 
 COPY_SEPARATOR = "~r"  # note_id of the k-th copy of note X: X~r<k>
 SOURCE = "replaced"
-FORMS = ("define_abbreviation", "abbreviation_only", "modifier", "coordinate")
 CONJUNCTIONS = ("and", "or", "/")
 _WORD_PARTS = re.compile(r"[A-Za-z]+")
 _COORDINABLE = re.compile(r"[A-Za-z'-]+( [A-Za-z'-]+)?(?<! of) [A-Za-z]{4,}")
@@ -69,7 +68,7 @@ def surface(
 
 def _form(draw: float, config: AugmentConfig) -> str | None:
     """The form a uniform draw falls in, each taking its configured fraction of [0, 1)."""
-    for name in FORMS:
+    for name in REPLACEMENT_FORMS:
         draw -= getattr(config, name)
         if draw < 0:
             return name

@@ -4,7 +4,7 @@ and how the LLM's mentions are merged with the seeds and the dictionary."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
@@ -100,6 +100,8 @@ class MergeConfig(Strict):
     )
 
 
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+REPLACEMENT_FORMS = ("define_abbreviation", "abbreviation_only", "modifier", "coordinate")
 QUALIFIERS = ("hereditary", "familial", "inherited", "sporadic", "congenital", "primary",
               "early-onset", "autosomal dominant", "autosomal recessive", "X-linked")  # fmt: skip
 
@@ -116,26 +118,19 @@ class AugmentConfig(TermSampling):
         description="Label -> lexicon files the replacements are drawn from; default the "
         "`kb` lexicons. Every label of a copied note needs one.",
     )
-    define_abbreviation: float = Field(
-        default=0.15,
-        ge=0.0,
-        le=1.0,
-        description="Fraction of replacements written `term (ABBR)`, both labelled.",
+    # Each replacement takes one form, drawn with these fractions (the rest: the term as is).
+    define_abbreviation: Share = Field(
+        default=0.15, description="Fraction of replacements written `term (ABBR)`, both labelled."
     )
-    abbreviation_only: float = Field(
-        default=0.1,
-        ge=0.0,
-        le=1.0,
-        description="Fraction of replacements written as the abbreviation alone.",
+    abbreviation_only: Share = Field(
+        default=0.1, description="Fraction of replacements written as the abbreviation alone."
     )
     # The next two follow the target corpus's guideline, hence off by default: NCBI-disease
     # labels 'hereditary breast cancer' and 'breast and ovarian cancer' whole, and a model
     # trained on bare lexicon terms learns to stop at 'breast cancer' (most of its boundary
     # errors on NCBI-disease dev, docs/RESULTS.md).
-    modifier: float = Field(
+    modifier: Share = Field(
         default=0.0,
-        ge=0.0,
-        le=1.0,
         description="Fraction of replacements written behind a qualifier of `modifiers`, "
         "labelled with it ('hereditary breast cancer').",
     )
@@ -143,19 +138,16 @@ class AugmentConfig(TermSampling):
         default_factory=lambda: list(QUALIFIERS),
         description="The qualifiers `modifier` draws from.",
     )
-    coordinate: float = Field(
+    coordinate: Share = Field(
         default=0.0,
-        ge=0.0,
-        le=1.0,
         description="Fraction of replacements written as two terms of the same last word "
         "coordinated, one mention ('breast and ovarian cancer').",
     )
 
     @model_validator(mode="after")
     def _fractions(self) -> AugmentConfig:
-        forms = ("define_abbreviation", "abbreviation_only", "modifier", "coordinate")
-        if sum(getattr(self, name) for name in forms) > 1:
-            raise ValueError(f"{' + '.join(forms)}: more than 1")
+        if sum(getattr(self, name) for name in REPLACEMENT_FORMS) > 1:
+            raise ValueError(f"{' + '.join(REPLACEMENT_FORMS)}: more than 1")
         if self.modifier and not self.modifiers:
             raise ValueError("modifier: needs at least one of `modifiers`")
         return self
