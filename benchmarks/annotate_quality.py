@@ -5,7 +5,7 @@ in the prompt) with SmolLM2-135M through the local llama.cpp server, on the firs
 of NCBI-disease dev. The baseline in the same run is the dictionary alone on those sentences.
 
     python benchmarks/annotate_quality.py [--quick] [--sentences N] [--formats json,inline]
-        [--shots zero,knn]
+        [--shots zero,knn] [--kb no,yes]
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ LEXICON = SHARED_DATA / "lexicons" / "disease_terms.txt"
 LABELS = {"Disease": "a disease, disorder, syndrome or abnormality, or its abbreviation"}
 
 
-def strategies(formats: list[str], shots: list[str]) -> list[dict]:
+def strategies(formats: list[str], shots: list[str], kb: list[str]) -> list[dict]:
     return [
-        {"format": fmt, "shots": shot, "k": 3, "kb_in_prompt": kb, "max_tokens": 160}
+        {"format": fmt, "shots": shot, "k": 3, "kb_in_prompt": hints == "yes", "max_tokens": 160}
         for fmt in formats
         for shot in shots
-        for kb in (False, True)
+        for hints in kb
     ]
 
 
@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--formats", default="json,inline,tokens")
     # Two processes, each with its own server, share the hours of a full table on 2 CPUs.
     parser.add_argument("--shots", default="zero,knn", help="zero,knn or either")
+    parser.add_argument("--kb", default="no,yes", help="dictionary in the prompt: no,yes or either")
     args = parser.parse_args()
     n = 20 if args.quick else args.sentences
     formats = ["json", "inline"] if args.quick else args.formats.split(",")
@@ -57,7 +58,7 @@ def main() -> None:
         {
             "labels": LABELS,
             "backend": {"kind": "local", "concurrency": 1, "max_in_flight": 2},
-            "strategies": strategies(formats, args.shots.split(",")),
+            "strategies": strategies(formats, args.shots.split(","), args.kb.split(",")),
             "examples": {"path": str(NCBI / "train.tsv")},
             "examples_limit": 1000,
             "kb": {"lexicons": {"Disease": [{"path": str(LEXICON)}]}},
