@@ -85,8 +85,8 @@ def replace_mentions(
 ) -> tuple[str, list[Entity]]:
     """`text` with each entity (non-overlapping, as merging leaves them) replaced by
     `draw(label)` in one of the `surface` forms (coordinated with `partner(label, term)`),
-    and the new entities on the new offsets. A
-    replacement at the start of a sentence gets a capital letter, as the text it replaced had."""
+    and the new entities on the new offsets. A replacement at the start of a sentence gets a
+    capital letter, as the text it replaced had."""
     pieces: list[str] = []
     out: list[Entity] = []
     position = length = 0

@@ -127,7 +127,7 @@ def tally_predictions(cfg: EvaluateConfig, labels: list[str], predictions: str, 
     so that the driver, which keeps some state per block, sums at most MAX_BLOCKS of them."""
     import ray.data
 
-    from raysynth.dataset import rows_per_block
+    from raysynth.dataset import BLOCK_ROWS, rows_per_block
 
     kwargs = {
         "model_labels": labels,
@@ -137,7 +137,7 @@ def tally_predictions(cfg: EvaluateConfig, labels: list[str], predictions: str, 
     }
     total = Tally()
     ds = ray.data.read_parquet(str(predictions)).map_batches(
-        tally_batch, fn_kwargs=kwargs, batch_size=rows_per_block(rows, 256)
+        tally_batch, fn_kwargs=kwargs, batch_size=rows_per_block(rows, BLOCK_ROWS)
     )
     for row in ds.iter_rows():
         total.merge(Tally.from_json(row["tally"]), cfg.examples)
