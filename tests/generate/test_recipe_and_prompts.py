@@ -12,7 +12,7 @@ from raysynth.config import load_config
 from raysynth.errors import ConfigError
 from raysynth.generate.lexicon import keep_term, load_lexicon
 from raysynth.generate.prompts import Expander, write_prompt_shards
-from raysynth.generate.recipe import LexiconFile, LexiconFilters, Recipe
+from raysynth.generate.recipe import LexiconFile, LexiconFilters, Recipe, recipe_hash
 from raysynth.schema import PROMPTS
 from tests.generate.conftest import recipe_dict
 
@@ -61,6 +61,49 @@ def test_prompts_carry_their_seeds_and_recipe_fields(small_recipe):
     assert row["messages"] is None and row["prompt"].rstrip().endswith("Note:")
 
 
+PROTEINS = ["synaptophysin", "dystrophin", "ataxin"]
+
+
+def _with_negatives(tmp_path, **negatives) -> dict:
+    (tmp_path / "proteins.txt").write_text("\n".join(PROTEINS) + "\n", encoding="utf-8")
+    lexicons = [{"path": str(tmp_path / "proteins.txt")}]
+    return recipe_dict(tmp_path, negatives={"lexicons": lexicons, **negatives})
+
+
+def test_negative_terms_are_asked_for_but_never_seeds(tmp_path):
+    recipe = Recipe.model_validate(
+        {**_with_negatives(tmp_path, per_note=[1, 1]), "no_seed_fraction": 0.3}
+    )
+    rows = _rows(recipe, 40)
+    for row in rows:
+        user = row["messages"][1]["content"]
+        asked = [p for p in PROTEINS if p in user]
+        assert len(asked) == (1 if row["seed_entities"] else 0)
+        assert not {s["text"] for s in row["seed_entities"]} & set(PROTEINS)
+    assert any(not row["seed_entities"] for row in rows)  # no-seed prompts exist, bare
+
+
+def test_recipes_without_the_later_fields_keep_their_hash(small_recipe, tmp_path):
+    # The fixture recipe's hash before `negatives` and `tree_prefixes` existed: adding
+    # fields must not rename, and so regenerate, the corpora already written.
+    assert recipe_hash(small_recipe) == (
+        "40602377c08404a6ec1a6f881cdbe8793111943d7a222392ea6057582ede6ba5"
+    )
+    negatives = Recipe.model_validate(_with_negatives(tmp_path))
+    assert recipe_hash(negatives) != recipe_hash(small_recipe)
+
+
+def test_tree_prefixes_keep_one_branch_of_mesh(shared_data):
+    path = shared_data / "lexicons/chemicals_drugs_mesh2017_D.tsv"
+    proteins = load_lexicon(
+        [LexiconFile(path=path, tree_prefixes=["D12.776"])], LexiconFilters(), field="t"
+    )
+    everything = load_lexicon([LexiconFile(path=path)], LexiconFilters(), field="t")
+    assert "Dystrophin" in proteins.terms and "Aspirin" in everything.terms
+    assert "Aspirin" not in proteins.terms
+    assert 1000 < len(proteins) < len(everything) / 2
+
+
 def test_lexicon_filters_and_weighting(shared_data):
     filters = LexiconFilters()
     assert not keep_term("Pain", filters)  # generic
@@ -105,6 +148,20 @@ def _config(tmp_path, recipe: dict) -> str:
         (
             lambda r: r["entity_types"][0].update(per_note=[1, 9]),
             "generate.recipe.entity_types.0.per_note: asks for up to 9 terms",
+        ),
+        (
+            lambda r: r["entity_types"][1]["lexicons"][0].update(tree_prefixes=["D12"]),
+            "generate.recipe.entity_types.1.lexicons.0.tree_prefixes: ",
+        ),
+        (
+            lambda r: r.update(negatives={"lexicons": [{"path": "/nowhere/p.txt"}]}),
+            "generate.recipe.negatives.lexicons.0.path: no such lexicon file /nowhere/p.txt",
+        ),
+        (
+            lambda r: r.update(
+                negatives={"lexicons": r["entity_types"][0]["lexicons"], "per_note": [0, 9]}
+            ),
+            "generate.recipe.negatives.per_note: asks for up to 9 terms",
         ),
         (
             lambda r: r["filters"].update(min_chars=40),

@@ -24,9 +24,12 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from raysynth.errors import ConfigError
+
+if TYPE_CHECKING:
+    from raysynth.generate.recipe import LexiconFile
 
 # Words that are entries in the lexicons but are not useful mentions on their own.
 _GENERIC_WORDS = """pain syndrome syndromes disease diseases disorder disorders infection
@@ -61,8 +64,10 @@ class Lexicon:
         return chosen
 
 
-def read_terms(path: Path, column: str, uninverted: str | None, term_types) -> list[str]:
-    """Raw terms of one file: a TSV's `column` (or its un-inverted form), or every line."""
+def read_terms(spec: LexiconFile) -> list[str]:
+    """Raw terms of one LexiconFile: a TSV's `column` (or its un-inverted form) on the rows
+    its `term_types` and `tree_prefixes` keep, or every line of a text file."""
+    path = spec.path
     if not path.is_file():
         raise FileNotFoundError(path)
     if path.suffix.lower() != ".tsv":
@@ -70,15 +75,26 @@ def read_terms(path: Path, column: str, uninverted: str | None, term_types) -> l
             return [line.strip() for line in handle if line.strip()]
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        if column not in (reader.fieldnames or []):
-            raise KeyError(column)
-        terms = []
-        for row in reader:
-            if term_types is not None and row.get("term_type") not in term_types:
-                continue
-            term = (row.get(uninverted) or "").strip() if uninverted else ""
-            terms.append(term or (row[column] or "").strip())
-        return terms
+        needed = [spec.column] + (["tree_numbers"] if spec.tree_prefixes else [])
+        for column in needed:
+            if column not in (reader.fieldnames or []):
+                raise KeyError(column)
+        return [_term(row, spec) for row in reader if _kept(row, spec)]
+
+
+def _kept(row: dict[str, str], spec: LexiconFile) -> bool:
+    if spec.term_types is not None and row.get("term_type") not in spec.term_types:
+        return False
+    if spec.tree_prefixes:
+        trees = (row["tree_numbers"] or "").split("|")
+        return any(t.startswith(p) for t in trees for p in spec.tree_prefixes)
+    return True
+
+
+def _term(row: dict[str, str], spec: LexiconFile) -> str:
+    uninverted = spec.uninverted_column
+    term = (row.get(uninverted) or "").strip() if uninverted else ""
+    return term or (row[spec.column] or "").strip()
 
 
 def keep_term(term: str, filters) -> bool:
@@ -140,11 +156,12 @@ def load_terms(files, filters, *, field: str) -> list[str]:
     for i, spec in enumerate(files):
         where = f"{field}.lexicons.{i}"
         try:
-            raw = read_terms(spec.path, spec.column, spec.uninverted_column, spec.term_types)
+            raw = read_terms(spec)
         except FileNotFoundError:
             raise ConfigError(f"{where}.path: no such lexicon file {spec.path}") from None
-        except KeyError:
-            message = f"{where}.column: {spec.path} has no column {spec.column!r}"
+        except KeyError as missing:
+            field_name = "column" if missing.args[0] == spec.column else "tree_prefixes"
+            message = f"{where}.{field_name}: {spec.path} has no column {missing.args[0]!r}"
             raise ConfigError(message) from None
         for term in raw:
             term = normalise(term)

@@ -84,6 +84,13 @@ class Expander:
             )
             for i, t in enumerate(recipe.entity_types)
         ]
+        self.negatives = recipe.negatives and load_lexicon(
+            recipe.negatives.lexicons,
+            recipe.filters,
+            recipe.weighting,
+            recipe.weight_power,
+            field="generate.recipe.negatives",
+        )
         self.note_types = list(recipe.note_types)
         self.type_weights = list(recipe.note_types.values())
 
@@ -101,7 +108,7 @@ class Expander:
             "age": rng.randint(*recipe.patient.age),
             "sex": rng.choice(recipe.patient.sexes),
             "max_words": recipe.max_words,
-            "mentions": ", ".join(s["text"] for s in seeds),
+            "mentions": ", ".join(self._mentions(rng, seeds)),
             "definitions": "; ".join(f"{t.label}: {t.definition}" for t in recipe.entity_types),
         }
         fields["seed_instruction"] = (parts["seeds"] if seeds else parts["no_seeds"]).format(
@@ -122,6 +129,15 @@ class Expander:
             language=recipe.language,
         )
         return row
+
+    def _mentions(self, rng: random.Random, seeds: list[dict[str, str]]) -> list[str]:
+        """What a seeded prompt asks the model to write: the seeds, and the recipe's unlabelled
+        negative terms among them in random order."""
+        mentions = [s["text"] for s in seeds]
+        if seeds and self.negatives:
+            mentions += self.negatives.sample(rng, rng.randint(*self.recipe.negatives.per_note))
+            rng.shuffle(mentions)
+        return mentions
 
     def _seeds(self, rng: random.Random) -> list[dict[str, str]]:
         seeds = []

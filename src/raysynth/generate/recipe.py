@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
@@ -41,6 +41,12 @@ class LexiconFile(Strict):
         description="Keep only TSV rows whose `term_type` column is one of these (e.g. "
         "[label, common_name, synonym_exact_2016]); null keeps every row.",
     )
+    tree_prefixes: list[str] | None = Field(
+        default=None,
+        description="Keep only TSV rows with a `tree_numbers` entry (MeSH tree numbers, "
+        "'|'-separated) starting with one of these, e.g. [D12.776] for MeSH's proteins; null "
+        "keeps every row.",
+    )
 
 
 class LexiconFilters(Strict):
@@ -67,23 +73,38 @@ class LexiconFilters(Strict):
     )
 
 
-class EntityType(Strict):
-    """An entity type the notes should mention, and where its seed mentions come from."""
+class TermSource(Strict):
+    """Lexicon files and how many of their terms one prompt asks the generator to write."""
 
-    label: str = Field(description="Label written on seed spans, e.g. Disease or DRUG.")
-    definition: str = Field(description="One line telling the generator what the type means.")
     lexicons: list[LexiconFile] = Field(min_length=1, description="Files of example mentions.")
     per_note: tuple[int, int] = Field(
         default=(1, 2),
-        description="Range [min, max] of this type's lexicon terms seeded into one note.",
+        description="Range [min, max] of this lexicon's terms seeded into one note.",
     )
 
     @model_validator(mode="after")
-    def _range(self) -> EntityType:
+    def _range(self) -> TermSource:
         low, high = self.per_note
         if low < 0 or high < low:
             raise ValueError("per_note must be [min, max] with 0 <= min <= max")
         return self
+
+
+class EntityType(TermSource):
+    """An entity type the notes should mention, and where its seed mentions come from."""
+
+    label: str = Field(description="Label written on seed spans, e.g. Disease or DRUG.")
+    definition: str = Field(description="One line telling the generator what the type means.")
+
+
+class NegativeTerms(TermSource):
+    """Terms a seeded prompt also asks for that nobody labels. FINDINGS.md: a model trained on
+    disease seeds in sentences without genes or proteins tags every gene, protein and genetics
+    word of real abstracts as a disease; these put such names, unlabelled, beside the seeds."""
+
+    per_note: tuple[int, int] = Field(
+        default=(0, 1), description="Range [min, max] of negative terms in one seeded prompt."
+    )
 
 
 class Patient(Strict):
@@ -123,6 +144,11 @@ class Recipe(TermSampling):
     )
     patient: Patient = Field(default_factory=Patient, description="Patient attributes.")
     entity_types: list[EntityType] = Field(min_length=1, description="Entity types to seed.")
+    negatives: NegativeTerms | None = Field(
+        default=None,
+        description="Unlabelled terms (e.g. proteins next to diseases) listed among a seeded "
+        "prompt's mentions; null: none.",
+    )
     no_seed_fraction: float = Field(
         default=0.0,
         ge=0.0,
@@ -153,18 +179,14 @@ class Recipe(TermSampling):
     seed: int = Field(default=0, description="Random seed of the expansion.")
 
     def resolved(self, base: Path) -> Recipe:
-        types = [
-            t.model_copy(
-                update={
-                    "lexicons": [
-                        f.model_copy(update={"path": resolve_path(base, f.path)})
-                        for f in t.lexicons
-                    ]
-                }
-            )
-            for t in self.entity_types
-        ]
-        return self.model_copy(update={"entity_types": types})
+        types = [_resolved(t, base) for t in self.entity_types]
+        negatives = self.negatives and _resolved(self.negatives, base)
+        return self.model_copy(update={"entity_types": types, "negatives": negatives})
+
+
+def _resolved(source: TermSource, base: Path) -> TermSource:
+    files = [f.model_copy(update={"path": resolve_path(base, f.path)}) for f in source.lexicons]
+    return source.model_copy(update={"lexicons": files})
 
 
 def load_recipe(path: Path) -> Recipe:
@@ -187,15 +209,17 @@ def check_recipe(recipe: Recipe, where: str = "generate.recipe") -> None:
     run would otherwise meet after its server started, raised now, naming field and file."""
     from raysynth.generate.lexicon import load_lexicon
 
-    for i, etype in enumerate(recipe.entity_types):
-        field = f"{where}.entity_types.{i}"
+    sources = [(f"{where}.entity_types.{i}", t) for i, t in enumerate(recipe.entity_types)]
+    if recipe.negatives is not None:
+        sources.append((f"{where}.negatives", recipe.negatives))
+    for field, source in sources:
         lexicon = load_lexicon(
-            etype.lexicons, recipe.filters, recipe.weighting, recipe.weight_power, field=field
+            source.lexicons, recipe.filters, recipe.weighting, recipe.weight_power, field=field
         )
-        files = ", ".join(str(f.path) for f in etype.lexicons)
-        if etype.per_note[1] > len(lexicon):
+        files = ", ".join(str(f.path) for f in source.lexicons)
+        if source.per_note[1] > len(lexicon):
             raise ConfigError(
-                f"{field}.per_note: asks for up to {etype.per_note[1]} terms per note but "
+                f"{field}.per_note: asks for up to {source.per_note[1]} terms per note but "
                 f"{files} hold(s) only {len(lexicon)} after filtering"
             )
     if sum(t.per_note[1] for t in recipe.entity_types) == 0 and recipe.no_seed_fraction < 1:
@@ -210,13 +234,33 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+# Fields added after corpora existed: left out of the hash while unset, so that adding them
+# did not rename (and so regenerate) every corpus generated before.
+_LATER_FIELDS = frozenset({"negatives", "tree_prefixes"})
+
+
+def _without_later_defaults(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {
+            k: _without_later_defaults(v)
+            for k, v in data.items()
+            if not (k in _LATER_FIELDS and v is None)
+        }
+    if isinstance(data, list):
+        return [_without_later_defaults(v) for v in data]
+    return data
+
+
 def recipe_hash(recipe: Recipe) -> str:
     """sha256 of what decides the prompts, independent of the machine: lexicon files count
     by content, not path; `num_notes` is left out so a larger run extends a smaller one with
     the same note_ids; `seed` is mixed in separately by the note_id."""
-    data = recipe.model_dump(mode="json", exclude={"num_notes", "seed"})
-    for etype, raw in zip(recipe.entity_types, data["entity_types"], strict=True):
-        for lex, raw_lex in zip(etype.lexicons, raw["lexicons"], strict=True):
+    data = _without_later_defaults(recipe.model_dump(mode="json", exclude={"num_notes", "seed"}))
+    sources = list(zip(recipe.entity_types, data["entity_types"], strict=True))
+    if recipe.negatives is not None:
+        sources.append((recipe.negatives, data["negatives"]))
+    for source, raw in sources:
+        for lex, raw_lex in zip(source.lexicons, raw["lexicons"], strict=True):
             raw_lex["path"] = file_digest(lex.path) if lex.path.is_file() else str(lex.path)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
