@@ -67,7 +67,7 @@ PROTEINS = ["synaptophysin", "dystrophin", "ataxin"]
 def _with_negatives(tmp_path, **negatives) -> dict:
     (tmp_path / "proteins.txt").write_text("\n".join(PROTEINS) + "\n", encoding="utf-8")
     lexicons = [{"path": str(tmp_path / "proteins.txt")}]
-    return recipe_dict(tmp_path, negatives={"lexicons": lexicons, **negatives})
+    return recipe_dict(tmp_path, negatives=[{"lexicons": lexicons, **negatives}])
 
 
 def test_negative_terms_are_asked_for_but_never_seeds(tmp_path):
@@ -102,6 +102,10 @@ def test_tree_prefixes_keep_one_branch_of_mesh(shared_data):
     assert "Dystrophin" in proteins.terms and "Aspirin" in everything.terms
     assert "Aspirin" not in proteins.terms
     assert 1000 < len(proteins) < len(everything) / 2
+    symbols = LexiconFile(path=path, tree_prefixes=["D12.776"], symbols_only=True)
+    terms = load_lexicon([symbols], LexiconFilters(min_chars=2), field="t").terms
+    assert {"BRCA1", "CTLA-4", "HMGB"} <= set(terms)  # 'BRCA1 Protein', ...; case kept
+    assert not [t for t in terms if " " in t or t.islower()]
 
 
 def test_lexicon_filters_and_weighting(shared_data):
@@ -154,14 +158,14 @@ def _config(tmp_path, recipe: dict) -> str:
             "generate.recipe.entity_types.1.lexicons.0.tree_prefixes: ",
         ),
         (
-            lambda r: r.update(negatives={"lexicons": [{"path": "/nowhere/p.txt"}]}),
-            "generate.recipe.negatives.lexicons.0.path: no such lexicon file /nowhere/p.txt",
+            lambda r: r.update(negatives=[{"lexicons": [{"path": "/nowhere/p.txt"}]}]),
+            "generate.recipe.negatives.0.lexicons.0.path: no such lexicon file /nowhere/p.txt",
         ),
         (
             lambda r: r.update(
-                negatives={"lexicons": r["entity_types"][0]["lexicons"], "per_note": [0, 9]}
+                negatives=[{"lexicons": r["entity_types"][0]["lexicons"], "per_note": [0, 9]}]
             ),
-            "generate.recipe.negatives.per_note: asks for up to 9 terms",
+            "generate.recipe.negatives.0.per_note: asks for up to 9 terms",
         ),
         (
             lambda r: r["filters"].update(min_chars=40),

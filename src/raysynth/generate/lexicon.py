@@ -40,6 +40,11 @@ hormones protein proteins enzyme enzymes placebo weight body head fatigue weakne
 GENERIC = frozenset(_GENERIC_WORDS.split())  # noqa: SIM905 (a word list reads better as text)
 _CODE_LIKE = re.compile(r"[\[\](){};:,=<>/\\|_]")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
+# A gene or protein symbol: a capital and a digit ('BRCA1', 'CTLA-4', 'Smad6'), or three to
+# six capitals ('HMGB'); at most ten characters.
+_SYMBOL = re.compile(
+    r"(?=.{2,10}$)(?:(?=.*[A-Z])(?=.*\d)[A-Za-z][A-Za-z0-9-]*[A-Za-z0-9]|[A-Z]{3,6})"
+)
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,15 @@ class Lexicon:
 
 def read_terms(spec: LexiconFile) -> list[str]:
     """Raw terms of one LexiconFile: a TSV's `column` (or its un-inverted form) on the rows
-    its `term_types` and `tree_prefixes` keep, or every line of a text file."""
+    its `term_types` and `tree_prefixes` keep, or every line of a text file; with
+    `symbols_only`, the symbol-like words of those terms."""
+    terms = _file_terms(spec)
+    if spec.symbols_only:
+        return [w for term in terms for w in term.split() if _SYMBOL.fullmatch(w)]
+    return terms
+
+
+def _file_terms(spec: LexiconFile) -> list[str]:
     path = spec.path
     if not path.is_file():
         raise FileNotFoundError(path)
@@ -164,7 +177,7 @@ def load_terms(files, filters, *, field: str) -> list[str]:
             message = f"{where}.{field_name}: {spec.path} has no column {missing.args[0]!r}"
             raise ConfigError(message) from None
         for term in raw:
-            term = normalise(term)
+            term = term if spec.symbols_only else normalise(term)
             usable = filters is None or keep_term(term, filters)
             if usable and term.lower() not in seen:
                 seen.add(term.lower())

@@ -84,13 +84,16 @@ class Expander:
             )
             for i, t in enumerate(recipe.entity_types)
         ]
-        self.negatives = recipe.negatives and load_lexicon(
-            recipe.negatives.lexicons,
-            recipe.filters,
-            recipe.weighting,
-            recipe.weight_power,
-            field="generate.recipe.negatives",
-        )
+        self.negatives: list[Lexicon] = [
+            load_lexicon(
+                n.lexicons,
+                recipe.filters,
+                recipe.weighting,
+                recipe.weight_power,
+                field=f"generate.recipe.negatives.{i}",
+            )
+            for i, n in enumerate(recipe.negatives)
+        ]
         self.note_types = list(recipe.note_types)
         self.type_weights = list(recipe.note_types.values())
 
@@ -135,7 +138,8 @@ class Expander:
         negative terms among them in random order."""
         mentions = [s["text"] for s in seeds]
         if seeds and self.negatives:
-            mentions += self.negatives.sample(rng, rng.randint(*self.recipe.negatives.per_note))
+            for source, lexicon in zip(self.recipe.negatives, self.negatives, strict=True):
+                mentions += lexicon.sample(rng, rng.randint(*source.per_note))
             rng.shuffle(mentions)
         return mentions
 

@@ -47,6 +47,12 @@ class LexiconFile(Strict):
         "'|'-separated) starting with one of these, e.g. [D12.776] for MeSH's proteins; null "
         "keeps every row.",
     )
+    symbols_only: bool = Field(
+        default=False,
+        description="Use only the gene- and protein-symbol-like words of each term (a capital "
+        "and a digit, or three to six capitals: 'BRCA1 Protein' -> 'BRCA1'), e.g. for "
+        "unlabelled negatives.",
+    )
 
 
 class LexiconFilters(Strict):
@@ -144,10 +150,10 @@ class Recipe(TermSampling):
     )
     patient: Patient = Field(default_factory=Patient, description="Patient attributes.")
     entity_types: list[EntityType] = Field(min_length=1, description="Entity types to seed.")
-    negatives: NegativeTerms | None = Field(
-        default=None,
-        description="Unlabelled terms (e.g. proteins next to diseases) listed among a seeded "
-        "prompt's mentions; null: none.",
+    negatives: list[NegativeTerms] = Field(
+        default_factory=list,
+        description="Sources of unlabelled terms (e.g. proteins next to diseases) listed among "
+        "a seeded prompt's mentions.",
     )
     no_seed_fraction: float = Field(
         default=0.0,
@@ -180,7 +186,7 @@ class Recipe(TermSampling):
 
     def resolved(self, base: Path) -> Recipe:
         types = [_resolved(t, base) for t in self.entity_types]
-        negatives = self.negatives and _resolved(self.negatives, base)
+        negatives = [_resolved(n, base) for n in self.negatives]
         return self.model_copy(update={"entity_types": types, "negatives": negatives})
 
 
@@ -210,8 +216,7 @@ def check_recipe(recipe: Recipe, where: str = "generate.recipe") -> None:
     from raysynth.generate.lexicon import load_lexicon
 
     sources = [(f"{where}.entity_types.{i}", t) for i, t in enumerate(recipe.entity_types)]
-    if recipe.negatives is not None:
-        sources.append((f"{where}.negatives", recipe.negatives))
+    sources += [(f"{where}.negatives.{i}", n) for i, n in enumerate(recipe.negatives)]
     for field, source in sources:
         lexicon = load_lexicon(
             source.lexicons, recipe.filters, recipe.weighting, recipe.weight_power, field=field
@@ -236,7 +241,7 @@ def file_digest(path: Path) -> str:
 
 # Fields added after corpora existed: left out of the hash while unset, so that adding them
 # did not rename (and so regenerate) every corpus generated before.
-_LATER_FIELDS = frozenset({"negatives", "tree_prefixes"})
+_LATER_FIELDS = frozenset({"negatives", "tree_prefixes", "symbols_only"})
 
 
 def _without_later_defaults(data: Any) -> Any:
@@ -244,7 +249,7 @@ def _without_later_defaults(data: Any) -> Any:
         return {
             k: _without_later_defaults(v)
             for k, v in data.items()
-            if not (k in _LATER_FIELDS and v is None)
+            if not (k in _LATER_FIELDS and v in (None, False, []))
         }
     if isinstance(data, list):
         return [_without_later_defaults(v) for v in data]
@@ -257,8 +262,7 @@ def recipe_hash(recipe: Recipe) -> str:
     the same note_ids; `seed` is mixed in separately by the note_id."""
     data = _without_later_defaults(recipe.model_dump(mode="json", exclude={"num_notes", "seed"}))
     sources = list(zip(recipe.entity_types, data["entity_types"], strict=True))
-    if recipe.negatives is not None:
-        sources.append((recipe.negatives, data["negatives"]))
+    sources += zip(recipe.negatives, data.get("negatives", []), strict=True)
     for source, raw in sources:
         for lex, raw_lex in zip(source.lexicons, raw["lexicons"], strict=True):
             raw_lex["path"] = file_digest(lex.path) if lex.path.is_file() else str(lex.path)
