@@ -18,6 +18,8 @@ import hashlib
 import re
 from typing import Any
 
+from datasketch import MinHash
+
 from raysynth.alignment import resolve_overlaps
 from raysynth.documents import Entity
 
@@ -174,18 +176,21 @@ def exact_key(text: str) -> str:
     return hashlib.sha1(" ".join(text.lower().split()).encode()).hexdigest()[:16]
 
 
-def _h(value: str, salt: int) -> int:
-    digest = hashlib.blake2b(value.encode(), digest_size=8, salt=salt.to_bytes(8, "little"))
-    return int.from_bytes(digest.digest(), "little")
+# One family of hash permutations for every process, so that every worker's keys agree.
+_MINHASH = MinHash(num_perm=MINHASH_PERMS, seed=1)
 
 
 def near_keys(text: str) -> list[str]:
     """MinHash-LSH band keys over character 5-grams of the normalised text: two notes
     sharing a key are near-duplicates (5-gram Jaccard similarity about 0.84 or more)."""
     norm = " ".join(_WORD.findall(text.lower()))
-    shingles = {norm[i : i + 5] for i in range(max(1, len(norm) - 4))}
-    signature = [min(_h(s, p) for s in shingles) for p in range(MINHASH_PERMS)]
+    shingles = {norm[i : i + 5].encode() for i in range(max(1, len(norm) - 4))}
+    sketch = MinHash(
+        num_perm=MINHASH_PERMS, permutations=_MINHASH.permutations, scheme=_MINHASH.scheme
+    )
+    sketch.update_batch(list(shingles))
     rows = MINHASH_PERMS // MINHASH_BANDS
+    signature = sketch.hashvalues.tolist()
     return [
         f"{b}:" + hashlib.sha1(str(signature[b * rows : (b + 1) * rows]).encode()).hexdigest()[:16]
         for b in range(MINHASH_BANDS)
