@@ -20,7 +20,6 @@ import pyarrow as pa
 import yaml
 
 from raysynth.errors import ConfigError
-from raysynth.generate.lexicon import Lexicon, load_lexicon
 from raysynth.generate.recipe import Recipe, recipe_hash
 from raysynth.schema import PROMPTS
 from raysynth.shards import write_atomic
@@ -74,26 +73,8 @@ class Expander:
         self.recipe = recipe
         self.key = corpus_key(recipe)
         self.template = load_template(recipe.template)
-        self.lexicons: list[Lexicon] = [
-            load_lexicon(
-                t.lexicons,
-                recipe.filters,
-                recipe.weighting,
-                recipe.weight_power,
-                field=f"generate.recipe.entity_types.{i}",
-            )
-            for i, t in enumerate(recipe.entity_types)
-        ]
-        self.negatives: list[Lexicon] = [
-            load_lexicon(
-                n.lexicons,
-                recipe.filters,
-                recipe.weighting,
-                recipe.weight_power,
-                field=f"generate.recipe.negatives.{i}",
-            )
-            for i, n in enumerate(recipe.negatives)
-        ]
+        self.lexicons = recipe.lexicons("entity_types")
+        self.negatives = recipe.lexicons("negatives")
         self.note_types = list(recipe.note_types)
         self.type_weights = list(recipe.note_types.values())
 

@@ -13,13 +13,20 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from raysynth.config_base import Strict, resolve_path
 from raysynth.errors import ConfigError
 from raysynth.llm.config import SamplingParams
+
+if TYPE_CHECKING:
+    from raysynth.generate.lexicon import Lexicon
+
+
+SourceKind = Literal["entity_types", "negatives"]
+SOURCE_KINDS: tuple[SourceKind, ...] = ("entity_types", "negatives")
 
 
 class LexiconFile(Strict):
@@ -184,6 +191,22 @@ class Recipe(TermSampling):
     num_notes: PositiveInt = Field(description="Number of notes (prompts) to generate.")
     seed: int = Field(default=0, description="Random seed of the expansion.")
 
+    def lexicons(self, kind: SourceKind, where: str = "generate.recipe") -> list[Lexicon]:
+        """The filtered lexicon of each term source of `kind`, in order; errors name the
+        field `<where>.<kind>.<i>` and the file."""
+        from raysynth.generate.lexicon import load_lexicon
+
+        return [
+            load_lexicon(
+                source.lexicons,
+                self.filters,
+                self.weighting,
+                self.weight_power,
+                field=f"{where}.{kind}.{i}",
+            )
+            for i, source in enumerate(getattr(self, kind))
+        ]
+
     def resolved(self, base: Path) -> Recipe:
         types = [_resolved(t, base) for t in self.entity_types]
         negatives = [_resolved(n, base) for n in self.negatives]
@@ -213,20 +236,15 @@ def load_recipe(path: Path) -> Recipe:
 def check_recipe(recipe: Recipe, where: str = "generate.recipe") -> None:
     """Load every lexicon through its filters and check the seed counts fit: the errors a
     run would otherwise meet after its server started, raised now, naming field and file."""
-    from raysynth.generate.lexicon import load_lexicon
-
-    sources = [(f"{where}.entity_types.{i}", t) for i, t in enumerate(recipe.entity_types)]
-    sources += [(f"{where}.negatives.{i}", n) for i, n in enumerate(recipe.negatives)]
-    for field, source in sources:
-        lexicon = load_lexicon(
-            source.lexicons, recipe.filters, recipe.weighting, recipe.weight_power, field=field
-        )
-        files = ", ".join(str(f.path) for f in source.lexicons)
-        if source.per_note[1] > len(lexicon):
-            raise ConfigError(
-                f"{field}.per_note: asks for up to {source.per_note[1]} terms per note but "
-                f"{files} hold(s) only {len(lexicon)} after filtering"
-            )
+    for kind in SOURCE_KINDS:
+        lexicons = recipe.lexicons(kind, where)
+        for i, (source, lexicon) in enumerate(zip(getattr(recipe, kind), lexicons, strict=True)):
+            files = ", ".join(str(f.path) for f in source.lexicons)
+            if source.per_note[1] > len(lexicon):
+                raise ConfigError(
+                    f"{where}.{kind}.{i}.per_note: asks for up to {source.per_note[1]} terms "
+                    f"per note but {files} hold(s) only {len(lexicon)} after filtering"
+                )
     if sum(t.per_note[1] for t in recipe.entity_types) == 0 and recipe.no_seed_fraction < 1:
         raise ConfigError(f"{where}.entity_types: every per_note range is [0, 0]")
 
