@@ -49,10 +49,19 @@ def reset_peak_rss() -> None:
 
 def peak_rss_mb() -> float:
     """This process's peak resident memory since start or the last `reset_peak_rss`."""
+    return _status_mb("VmHWM:")
+
+
+def rss_mb() -> float:
+    """This process's resident memory now."""
+    return _status_mb("VmRSS:")
+
+
+def _status_mb(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field):
             return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def in_fresh_process(script: str, args: list[str], out: Path) -> dict:

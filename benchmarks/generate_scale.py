@@ -9,9 +9,11 @@
    the response cache (a 1-token completion, written before the clock starts). The endpoint
    is a closed loopback port, so any cache miss would become an error row, and the run asserts
    there are none: this measures raysynth's own plumbing with no stub server and no model.
-   Reported per size: seconds (expansion, stage), driver peak RSS (must stay flat), rows/s.
+   Expansion and cache pre-fill run in a child process, so the measured driver holds nothing
+   but the stage. Reported per size: seconds (expansion, stage), rows/s, driver peak RSS (must
+   stay flat) and its resident memory at the start and after 10%, 50% and 100% of the shards.
 
-    python benchmarks/generate_scale.py [--quick]
+    python benchmarks/generate_scale.py [--quick] [--sizes N ...]
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from _common import (  # noqa: E402
     in_fresh_process,
     peak_rss_mb,
     reset_peak_rss,
+    rss_mb,
     start_ray,
     write_figures,
 )
@@ -120,51 +123,64 @@ def engine(n: int, max_tokens: int, in_flight: int) -> dict:
     return out
 
 
-def plumbing(n: int) -> dict:
-    """One size, in this (fresh) process."""
-    import pyarrow.parquet as pq
-
-    from raysynth.generate.config import GenerateConfig
-    from raysynth.generate.prompts import write_prompt_shards
-    from raysynth.generate.stage import generate
-    from raysynth.llm.cache import ResponseCache, cache_key
+def backend():
     from raysynth.llm.config import OpenAIBackend
-    from raysynth.llm.http import build_request
 
-    backend = OpenAIBackend(
+    return OpenAIBackend(
         base_url="http://127.0.0.1:9/v1", model="none", api_key_env=None, max_retries=0
     )
-    rec = recipe(n, 1)
+
+
+def prefill(n: int, run: Path) -> dict:
+    """Prompt shards and a response cache holding every prompt's 1-token answer, written by a
+    process of its own so that the measured driver never holds the rows it pre-fills."""
+    import pyarrow.parquet as pq
+
+    from raysynth.generate.prompts import row_seed, write_prompt_shards
+    from raysynth.llm.cache import ResponseCache, cache_key
+    from raysynth.llm.http import build_request
+
+    rec, endpoint = recipe(n, 1), backend()
+    started = time.monotonic()
+    paths = write_prompt_shards(rec, run / "generate" / "prompts", SHARD_ROWS)
+    expand_s = time.monotonic() - started
+    cache = ResponseCache(run / "llm-cache")
+    for p in paths:
+        for row in pq.read_table(p).to_pylist():
+            row["seed"] = row_seed(row["note_id"])
+            kind, body = build_request(row, endpoint, rec.sampling)
+            key = cache_key(endpoint.base_url, endpoint.model, {"kind": kind, **body})
+            text = f"Sentence {row['note_id']} about disease."
+            usage = {"prompt_tokens": 1, "completion_tokens": 1}
+            cache.put(key, {"response": text, "usage": usage})
+    return {"expand_s": round(expand_s, 2)}
+
+
+def plumbing(n: int) -> dict:
+    """One size, in this (fresh) process: the stage alone, its driver's memory sampled after
+    every shard written."""
+    from raysynth.generate.config import GenerateConfig
+    from raysynth.generate.stage import generate
+
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
-        config = GenerateConfig(recipe=rec, backend=backend, shard_rows=SHARD_ROWS)
-        config = config.resolved(Path(tmp))
-        started = time.monotonic()
-        paths = write_prompt_shards(rec, run / "generate" / "prompts", SHARD_ROWS)
-        expand_s = time.monotonic() - started
-        cache = ResponseCache(run / "llm-cache")  # pre-fill: not timed
-        for p in paths:
-            for row in pq.read_table(p).to_pylist():
-                from raysynth.generate.prompts import row_seed
-
-                row["seed"] = row_seed(row["note_id"])
-                kind, body = build_request(row, backend, rec.sampling)
-                key = cache_key(backend.base_url, backend.model, {"kind": kind, **body})
-                text = f"Sentence {row['note_id']} about disease."
-                usage = {"prompt_tokens": 1, "completion_tokens": 1}
-                cache.put(key, {"response": text, "usage": usage})
+        figures = in_fresh_process(__file__, ["--prefill", str(n), str(run)], Path(tmp) / "p")
+        config = GenerateConfig(recipe=recipe(n, 1), backend=backend(), shard_rows=SHARD_ROWS)
         start_ray()
         reset_peak_rss()
+        rss = [rss_mb()]
         started = time.monotonic()
-        result = generate(config, run)
+        result = generate(config.resolved(Path(tmp)), run, on_shard=lambda _: rss.append(rss_mb()))
         stage_s = time.monotonic() - started
     assert result.counts["failed"] == 0, result.counts  # every response came from the cache
     return {
         "prompts": n,
-        "expand_s": round(expand_s, 2),
+        **figures,
         "stage_s": round(stage_s, 2),
         "rows_per_s": round(n / stage_s, 1),
         "driver_peak_rss_mb": round(peak_rss_mb()),
+        # resident memory at the start, after a tenth, half and all of the shards
+        "driver_rss_mb": [round(rss[len(rss) * k // 10]) for k in (0, 1, 5)] + [round(rss[-1])],
         "counts": result.counts,
     }
 
@@ -173,11 +189,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--plumbing", nargs=2, metavar=("SIZE", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--prefill", nargs=3, metavar=("SIZE", "RUN", "OUT"), help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", help="plumbing sizes (default 10k 100k 1M; --quick 1k 10k)"
+    )
+    parser.add_argument("--plumbing-only", action="store_true", help="skip the engine part")
     args = parser.parse_args()
+    if args.prefill:
+        size, run, out = args.prefill
+        write_figures(Path(out), prefill(int(size), Path(run)))
+        return
     if args.plumbing:
         write_figures(Path(args.plumbing[1]), plumbing(int(args.plumbing[0])))
         return
-    sizes = [1_000, 10_000] if args.quick else [10_000, 100_000, 1_000_000]
+    sizes = args.sizes or ([1_000, 10_000] if args.quick else [10_000, 100_000, 1_000_000])
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
@@ -187,7 +214,8 @@ def main() -> None:
     figures = {"plumbing": runs}
     per_row = [r["stage_s"] / r["prompts"] for r in runs]
     figures["plumbing_time_per_row_ratio_last_first"] = round(per_row[-1] / per_row[0], 2)
-    figures["engine"] = engine(8 if args.quick else 48, 32, 2)
+    if not args.plumbing_only:
+        figures["engine"] = engine(8 if args.quick else 48, 32, 2)
     emit(figures)
 
 
