@@ -279,10 +279,9 @@ def recipe_hash(recipe: Recipe) -> str:
     by content, not path; `num_notes` is left out so a larger run extends a smaller one with
     the same note_ids; `seed` is mixed in separately by the note_id."""
     data = _without_later_defaults(recipe.model_dump(mode="json", exclude={"num_notes", "seed"}))
-    sources = list(zip(recipe.entity_types, data["entity_types"], strict=True))
-    sources += zip(recipe.negatives, data.get("negatives", []), strict=True)
-    for source, raw in sources:
-        for lex, raw_lex in zip(source.lexicons, raw["lexicons"], strict=True):
-            raw_lex["path"] = file_digest(lex.path) if lex.path.is_file() else str(lex.path)
+    for kind in SOURCE_KINDS:  # an unset `negatives` is not in `data`
+        for source, raw in zip(getattr(recipe, kind), data.get(kind, []), strict=True):
+            for lex, raw_lex in zip(source.lexicons, raw["lexicons"], strict=True):
+                raw_lex["path"] = file_digest(lex.path) if lex.path.is_file() else str(lex.path)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
