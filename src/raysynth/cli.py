@@ -108,6 +108,12 @@ def _parser() -> argparse.ArgumentParser:
         "(the LLM baseline; the privacy guard applies)",
     )
     evaluate.add_argument("--limit", type=int, help="--llm: only the first N documents")
+    evaluate.add_argument(
+        "--no-abbreviations",
+        action="store_true",
+        help="score the predictions as they are, without the abbreviation step "
+        "(evaluate.abbreviations)",
+    )
     evaluate.set_defaults(handler=_evaluate)
 
     compare = commands.add_parser(
@@ -264,6 +270,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     cfg = config.evaluate
     if args.label_map:
         cfg = cfg.model_copy(update={"label_map": parse_label_map(args.label_map)})
+    if args.no_abbreviations:
+        cfg = cfg.model_copy(update={"abbreviations": False})
     if args.llm:
         return _evaluate_llm(config, cfg, tests, args.limit)
     with _stage_session(config) as storage:

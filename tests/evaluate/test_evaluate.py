@@ -64,7 +64,10 @@ def test_scores_equal_a_direct_single_process_computation(
     sample = first_sentences(
         shared_data / "ncbi_disease/conll/devel.tsv", 120, tmp_path / "dev.tsv"
     )
-    cfg = EvaluateConfig(max_length=512, bootstrap=200, actors=2, batch_size=16)
+    # the model's own tags: no abbreviation step (tests/evaluate/test_abbreviations.py)
+    cfg = EvaluateConfig(
+        max_length=512, bootstrap=200, actors=2, batch_size=16, abbreviations=False
+    )
     [result] = evaluate(cfg, str(tiny_ner_random), [TestSet(name="dev", path=sample)], tmp_path)
     report = json.loads(result.report["json"].read_text())
 

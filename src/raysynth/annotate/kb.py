@@ -196,10 +196,17 @@ class BaselineResult:
     match_seconds: float
 
 
-def dictionary_baseline(docs: Sequence[Document], matcher: DictionaryMatcher) -> BaselineResult:
-    """Score the matcher as the evaluate stage scores a model (`scoring.score_documents`)."""
+def dictionary_baseline(
+    docs: Sequence[Document], matcher: DictionaryMatcher, abbreviations: bool = False
+) -> BaselineResult:
+    """Score the matcher as the evaluate stage scores a model (`scoring.score_documents`),
+    with the same abbreviation step when asked (`EvaluateConfig.abbreviations`)."""
+    from raysynth.evaluate.abbreviations import propagate_abbreviations
+
     started = time.perf_counter()
     pred = [matcher.match(doc.text) for doc in docs]
+    if abbreviations:
+        pred = [propagate_abbreviations(d.text, p) for d, p in zip(docs, pred, strict=True)]
     match_seconds = time.perf_counter() - started
     scores = score_documents(docs, pred, matcher.labels)
     return BaselineResult(scores=scores, match_seconds=match_seconds)

@@ -30,6 +30,13 @@ class EvaluateConfig(Strict):
     stride: int = Field(
         default=32, ge=0, description="Subwords shared by consecutive windows of a long text."
     )
+    abbreviations: bool = Field(
+        default=True,
+        description="An abbreviation a test document defines ('myotonic dystrophy (DM)') takes "
+        "its long form's predicted label wherever it occurs, and loses a prediction where its "
+        "long form has none (evaluate/abbreviations.py); applied to the model, the dictionary "
+        "and the LLM baselines alike. false: the predictions as they are.",
+    )
     label_map: dict[str, str] = Field(
         default_factory=dict,
         description="Test-set label -> model label (e.g. Chemical: DRUG); applied to gold.",

@@ -84,13 +84,16 @@ def _one(
         "path": str(test.path),
         "model_labels": labels,
         "label_map": dict(cfg.label_map),
+        "abbreviations": cfg.abbreviations,
     }
     report = build_report(test.name, tally, meta)
     paths = write_report(report, storage.local / "report" / test.name)
     f1 = report["scores"]["seqeval_strict"]["overall"]["f1"]
+    ci = report["f1_strict_95ci"]
+    interval = f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else ""
     print(
-        f"[evaluate] {test.name}: {tally.docs} documents, strict F1 {f1:.4f} "
-        f"(95% CI {report['f1_strict_95ci']}) -> {paths['markdown']}",
+        f"[evaluate] {test.name}: {tally.docs} documents, strict F1 {f1:.4f}{interval} "
+        f"-> {paths['markdown']}",
         flush=True,
     )
     counts = {**asdict(read), "scored": tally.docs}
@@ -108,6 +111,7 @@ def _predict(cfg: EvaluateConfig, model_dir: str, test: TestSet, docs: Any) -> A
         "stride": cfg.stride,
         "label_map": label_map_for(test, cfg.label_map),
         "use_gpu": cfg.use_gpu,
+        "abbreviations": cfg.abbreviations,
     }
     # A batch is a block (`load_documents` cuts blocks of cfg.batch_size documents or more): with a
     # batch size here, Ray Data would bundle the small upstream slice rows up to it and hand

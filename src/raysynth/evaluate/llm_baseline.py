@@ -49,11 +49,14 @@ def evaluate_llm(
             name = f"{test.name}-llm-{strategy.strategy}"
             out = run_dir / "predictions" / name
             out.mkdir(parents=True, exist_ok=True)
-            rows = [_row(doc, p, labels) for doc, p in zip(docs, pred, strict=True)]
+            rows = [
+                _row(doc, p, labels, cfg.abbreviations) for doc, p in zip(docs, pred, strict=True)
+            ]
             pq.write_table(pa.Table.from_pylist(rows, schema=PREDICTIONS), out / "part-0.parquet")
             tally = tally_predictions(cfg, sorted(labels), str(out), len(rows))
             meta = {"annotator": strategy.strategy, "path": str(test.path),
-                    "model_labels": sorted(labels), "label_map": mapping}  # fmt: skip
+                    "model_labels": sorted(labels), "label_map": mapping,
+                    "abbreviations": cfg.abbreviations}  # fmt: skip
             report = build_report(name, tally, meta)
             paths = write_report(report, run_dir / "report" / name)
             f1 = report["scores"]["seqeval_strict"]["overall"]["f1"]
@@ -62,6 +65,6 @@ def evaluate_llm(
     return results
 
 
-def _row(doc: Document, pred: list[Entity], labels: set[str]) -> dict:
+def _row(doc: Document, pred: list[Entity], labels: set[str], abbreviations: bool) -> dict:
     pred_tags, _ = entities_to_tags([e for e in pred if e.label in labels], doc.token_spans)
-    return prediction_row(doc, pred_tags, labels)
+    return prediction_row(doc, pred_tags, labels, abbreviations=abbreviations)

@@ -25,6 +25,7 @@ from raysynth.alignment import (
     window_word_predictions,
 )
 from raysynth.documents import Document, Entity
+from raysynth.evaluate.abbreviations import propagate_abbreviation_tags
 from raysynth.schema import PREDICTIONS
 from raysynth.storage import fetch
 
@@ -33,12 +34,19 @@ SUBWORDS_PER_FORWARD = 4096
 
 
 def prediction_row(
-    doc: Document, pred_tags: list[str], model_labels: set[str], unseen: int = 0
+    doc: Document,
+    pred_tags: list[str],
+    model_labels: set[str],
+    unseen: int = 0,
+    abbreviations: bool = False,
 ) -> dict[str, Any]:
     """One `predictions` row from a document (gold entities already mapped to the model's
     labels; `token_spans` set) and predicted tags on its words: shared by the model and the
-    LLM baseline, so both are scored by the same code."""
+    LLM baseline, so both are scored by the same code. `abbreviations`: see
+    `EvaluateConfig.abbreviations`."""
     spans = doc.token_spans or []
+    if abbreviations:
+        pred_tags = propagate_abbreviation_tags(doc.text, pred_tags, spans)
     words = list(doc.tokens) if doc.tokens is not None else [doc.text[s:e] for s, e in spans]
     scored = [e for e in doc.entities if e.label in model_labels]
     gold_tags, aligned = entities_to_tags(scored, spans)
@@ -79,6 +87,7 @@ class Predictor:
         stride: int,
         label_map: dict[str, str] | None = None,
         use_gpu: bool = False,
+        abbreviations: bool = False,
     ) -> None:
         import torch
         from transformers import AutoModelForTokenClassification, AutoTokenizer
@@ -92,6 +101,7 @@ class Predictor:
         self.id2label = {int(i): tag for i, tag in self.model.config.id2label.items()}
         self.model_labels = {tag.split("-", 1)[1] for tag in self.id2label.values() if "-" in tag}
         self.label_map = label_map or {}
+        self.abbreviations = abbreviations
         self.max_length = max_length
         self.stride = stride
 
@@ -143,7 +153,7 @@ class Predictor:
         gold_entities = [self._gold(e) for e in gold] if gold is not None else []
         pred_tags, unseen = window_word_predictions(windows, word_spans)
         doc = Document(str(doc_id), text, gold_entities, tokens, word_spans)
-        return prediction_row(doc, pred_tags, self.model_labels, unseen)
+        return prediction_row(doc, pred_tags, self.model_labels, unseen, self.abbreviations)
 
     def _gold(self, raw: Any) -> Entity:
         entity = raw if isinstance(raw, Entity) else Entity.from_row(raw)

@@ -62,6 +62,9 @@ def markdown(report: dict[str, Any]) -> str:
     ci = report["f1_strict_95ci"]
     lines = [f"# Evaluation: {report['test_set']}", ""]
     lines += [f"- model: `{report.get('model')}`", f"- test set: `{report.get('path')}`"]
+    if "abbreviations" in report:
+        step = "on" if report["abbreviations"] else "off"
+        lines.append(f"- abbreviation step (evaluate.abbreviations): {step}")
     if ci:
         lines.append(
             f"- strict F1 95% interval (bootstrap over documents): {ci[0]:.4f} to {ci[1]:.4f}"

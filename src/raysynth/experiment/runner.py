@@ -221,7 +221,9 @@ def _dictionary(baseline: ScoredBaseline, plan: Plan) -> str:
     scores = {}
     for test in plan.grid.base.test_sets:
         docs = read_corpus(scored_ref(test, plan.grid.base.evaluate.label_map))
-        scores[test.name] = {"dictionary": dictionary_baseline(docs, matcher).scores.to_dict()}
+        abbreviations = plan.grid.base.evaluate.abbreviations
+        result = dictionary_baseline(docs, matcher, abbreviations)
+        scores[test.name] = {"dictionary": result.scores.to_dict()}
     _mark(baseline.run_dir, digest=baseline.digest, result={"scores": scores})
     return _f1_summary(scores)
 
