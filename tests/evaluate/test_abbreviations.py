@@ -28,9 +28,9 @@ def spans_of(text: str, word: str) -> list[tuple[int, int]]:
 def test_pairs_with_offsets_including_reordered_initials():
     pairs = {a.short: TEXT[a.long_start : a.long_end] for a in find_abbreviations(TEXT)}
     assert pairs == {"HD": "Huntington disease"}
-    latin = "Repeats in mice. Myotonic dystrophy (DM) is dominant (p < 0.05) here."
+    latin = "Repeats in mice. Myotonic dystrophy (DM) is dominant in patients (P<0.05)."
     pairs = {a.short: latin[a.long_start : a.long_end] for a in find_abbreviations(latin)}
-    assert pairs == {"DM": "Myotonic dystrophy"}  # 'dystrophia myotonica'; not 'p < 0.05'
+    assert pairs == {"DM": "Myotonic dystrophy"}  # 'dystrophia myotonica'; not 'P<0.05'
 
 
 def test_short_form_takes_the_long_forms_label_as_a_whole_word():

@@ -72,7 +72,9 @@ def _initials_start(short: str, window: str) -> int | None:
     words in another order: 'Myotonic dystrophy (DM)', from the Latin 'dystrophia myotonica'.
     Schwartz & Hearst miss these; NCBI-disease's dev set uses DM 19 times."""
     letters = [c.lower() for c in short if c.isalpha()]
-    words = list(_WORD.finditer(window))[-len(letters) :] if letters else []
+    if len(letters) < 2 or not short.replace("-", "").isalnum():
+        return None  # not '(P<0.05)' after 'patients'
+    words = list(_WORD.finditer(window))[-len(letters) :]
     if len(words) == len(letters) and sorted(w.group()[0].lower() for w in words) == sorted(
         letters
     ):
