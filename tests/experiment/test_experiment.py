@@ -278,8 +278,9 @@ def test_paper_configs_load(paper):
 
 def test_suvalov_scores_bc5cdr_with_the_type_map():
     grid = load_grid(REPO / "jobs" / "configs" / "experiments" / "suvalov.yaml")
-    (test,) = grid.base.test_sets
-    assert test.label_map == "Chemical=DRUG,Disease=DISEASE"
+    sentences, abstracts = grid.base.test_sets
+    assert sentences.format == "conll" and abstracts.format == "jsonl"
+    assert {t.label_map for t in grid.base.test_sets} == {"Chemical=DRUG,Disease=DISEASE"}
     assert grid.base.train.labels == ["DRUG", "PROCEDURE", "DISEASE"]
     assert {a.strategies[0].kb_in_prompt for a in grid.annotators.values()} == {True, False}
 
