@@ -77,3 +77,27 @@ def test_model_rows_and_dictionary_baseline_use_the_step():
         for step in (False, True)
     ]
     assert f1[0] < 0.6 and f1[1] == 1.0
+
+
+def test_long_form_stops_at_any_whitespace_and_a_second_definition_keeps_the_first():
+    text = "Electroencephalography\nHuntington disease (HD) is rare. HD kills. High density (HD)."
+    (first, second) = find_abbreviations(text)
+    assert text[first.long_start : first.long_end] == "Huntington disease"
+    assert text[second.long_start : second.long_end] == "High density"
+    start = text.index("Huntington")
+    result = propagate_abbreviations(text, [Entity(start, start + 18, "Disease")])
+    assert [text[e.start : e.end] for e in result] == ["Huntington disease", "HD", "HD", "HD"]
+
+
+def test_a_short_form_before_a_stray_inside_tag_is_left_alone():
+    text = "Huntington disease (HD) is rare. Most HD patients die."
+    spans = default_tokenize(text)
+    tags, _ = entities_to_tags([LONG_AT_0], spans)
+    stray = next(i for i, (s, _) in enumerate(spans) if text[s:].startswith("patients"))
+    tags[stray] = "I-Disease"
+    new = propagate_abbreviation_tags(text, tags, spans)
+    assert new[stray - 1] == "O" and new[stray] == "I-Disease"  # not 'HD patients'
+    assert new.count("B-Disease") == 2  # the long form and the '(HD)' after it
+
+
+LONG_AT_0 = Entity(0, 18, "Disease", "Huntington disease")

@@ -111,10 +111,14 @@ def evaluate_annotator(
     docs: list[Document],
     run_dir: Path,
     on_result: Callable[[StrategyScore], None] | None = None,
+    abbreviations: bool = False,
 ) -> list[StrategyScore]:
     """Annotate the gold documents `docs` with each strategy alone (LLM labels only) and
     score each; writes `<run_dir>/annotator-eval/<strategy>/` and `results.json`.
-    `on_result` sees each strategy's score as soon as it is known."""
+    `on_result` sees each strategy's score as soon as it is known; `abbreviations`: score
+    after the evaluation's abbreviation step (`EvaluateConfig.abbreviations`)."""
+    from raysynth.evaluate.abbreviations import propagate_abbreviations
+
     if not docs:
         raise ConfigError("annotator evaluation: no gold documents")
     run_dir = Path(run_dir).resolve()
@@ -129,6 +133,8 @@ def evaluate_annotator(
                         real_text=True)  # fmt: skip
         seconds = time.monotonic() - started
         pred = predicted(done.out_dir, docs)
+        if abbreviations:
+            pred = [propagate_abbreviations(d.text, p) for d, p in zip(docs, pred, strict=True)]
         scores = score_documents(docs, pred, config.labels)
         results.append(StrategyScore(strategy.label, scores, done.counts, seconds, done.out_dir))
         if on_result is not None:

@@ -15,8 +15,9 @@ sentence with unbalanced parentheses, and configures the root logger when import
 
 from __future__ import annotations
 
+import bisect
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from raysynth.documents import Entity
 
 _PARENTHESIS = re.compile(r"\(\s*([^()]{1,12}?)\s*\)")
 _WORD = re.compile(r"\S+")
+_SPACE = re.compile(r"\s")
 # A long form does not reach back over the end of a sentence or another parenthesis.
 _BARRIER = re.compile(r"[.;:!?]\s|[()\[\]]")
 # Share of the long form's characters a prediction must cover for its label to carry.
@@ -64,7 +66,7 @@ def _long_form_start(short: str, window: str) -> int | None:
             return None
         w -= 1
         s -= 1
-    return window.rfind(" ", 0, w + 1) + 1
+    return max((m.end() for m in _SPACE.finditer(window, 0, w + 1)), default=0)
 
 
 def _initials_start(short: str, window: str) -> int | None:
@@ -84,13 +86,16 @@ def _initials_start(short: str, window: str) -> int | None:
 
 def find_abbreviations(text: str) -> Iterator[Abbreviation]:
     """'long form (SF)' pairs of a text, with the long form's character offsets."""
+    barriers = [b.end() for b in _BARRIER.finditer(text)]
     for match in _PARENTHESIS.finditer(text):
         short = match.group(1)
         if not _is_short_form(short):
             continue
-        head_end = len(text[: match.start()].rstrip())
-        barriers = [b.end() for b in _BARRIER.finditer(text, 0, head_end)]
-        words = list(_WORD.finditer(text, barriers[-1] if barriers else 0, head_end))
+        head_end = match.start()
+        while head_end and text[head_end - 1].isspace():
+            head_end -= 1
+        before = bisect.bisect_right(barriers, head_end) - 1
+        words = list(_WORD.finditer(text, barriers[before] if before >= 0 else 0, head_end))
         words = words[-min(len(short) + 5, 2 * len(short)) :]
         if not words:
             continue
@@ -121,15 +126,22 @@ def _long_form_label(abbreviation: Abbreviation, entities: Sequence[Entity]) -> 
 
 
 def propagate_abbreviations(text: str, entities: Sequence[Entity]) -> list[Entity]:
-    """`entities` with each defined abbreviation labelled as its long form is (see above)."""
-    result = list(entities)
+    """`entities` with each defined abbreviation labelled as its long form is (see above).
+    An occurrence that already holds a prediction keeps it. A short form defined twice
+    ('HD' for a disease and for 'high density') is labelled if any of its long forms is, and
+    loses its predictions only if none of its long forms holds any."""
+    definitions: dict[str, list[Abbreviation]] = defaultdict(list)
     for abbreviation in find_abbreviations(text):
-        label = _long_form_label(abbreviation, result)
-        spans = _occurrences(text, abbreviation.short)
+        definitions[abbreviation.short].append(abbreviation)
+    result = list(entities)
+    for short, defined in definitions.items():
+        labels = [_long_form_label(a, result) for a in defined]
+        spans = _occurrences(text, short)
+        label = next((lab for lab in labels if lab), None)
         if label:
             free = [s for s in spans if not any(e.start < s[1] and s[0] < e.end for e in result)]
             result += [Entity(s, e, label, text[s:e], source="abbreviation") for s, e in free]
-        elif label == "":
+        elif all(lab == "" for lab in labels):
             result = [e for e in result if (e.start, e.end) not in spans]
     return sorted(result, key=lambda e: (e.start, e.end))
 
@@ -145,10 +157,13 @@ def propagate_abbreviation_tags(
     after = propagate_abbreviations(text, before)
     if after == before:
         return list(tags)
-    changed = [e for e in before if e not in after] + [e for e in after if e not in before]
     new_tags, _ = entities_to_tags(after, token_spans)
     result = list(tags)
-    for index, (start, end) in enumerate(token_spans):
-        if any(e.start < end and start < e.end for e in changed):
-            result[index] = new_tags[index]
+    for entity in [e for e in before if e not in after] + [e for e in after if e not in before]:
+        covered = [i for i, (s, e) in enumerate(token_spans) if entity.start < e and s < entity.end]
+        follows = covered[-1] + 1 if covered else len(tags)
+        if entity.source == "abbreviation" and follows < len(tags) and tags[follows][:2] == "I-":
+            continue  # a B- here would join the stray I- after it into one longer entity
+        for i in covered:
+            result[i] = new_tags[i]
     return result

@@ -33,9 +33,10 @@ class EvaluateConfig(Strict):
     abbreviations: bool = Field(
         default=True,
         description="An abbreviation a test document defines ('myotonic dystrophy (DM)') takes "
-        "its long form's predicted label wherever it occurs, and loses a prediction where its "
-        "long form has none (evaluate/abbreviations.py); applied to the model, the dictionary "
-        "and the LLM baselines alike. false: the predictions as they are.",
+        "its long form's predicted label wherever it occurs without a prediction of its own, "
+        "and loses its predictions where its long form has none (evaluate/abbreviations.py); "
+        "applied to the model, the dictionary and the LLM baselines alike. false: the "
+        "predictions as they are.",
     )
     label_map: dict[str, str] = Field(
         default_factory=dict,

@@ -235,7 +235,10 @@ def _llm(baseline: ScoredBaseline, plan: Plan) -> str:
     scores = {}
     for test in plan.grid.base.test_sets:
         docs = read_corpus(scored_ref(test, plan.grid.base.evaluate.label_map), baseline.limit)
-        results = evaluate_annotator(baseline.annotate, docs, baseline.run_dir / test.name)
+        abbreviations = plan.grid.base.evaluate.abbreviations
+        results = evaluate_annotator(
+            baseline.annotate, docs, baseline.run_dir / test.name, abbreviations=abbreviations
+        )
         scores[test.name] = {r.strategy: r.scores.to_dict() for r in results}
     _mark(baseline.run_dir, digest=baseline.digest, result={"scores": scores})
     return _f1_summary(scores)
