@@ -117,7 +117,7 @@ def evaluate_annotator(
     score each; writes `<run_dir>/annotator-eval/<strategy>/` and `results.json`.
     `on_result` sees each strategy's score as soon as it is known; `abbreviations`: score
     after the evaluation's abbreviation step (`EvaluateConfig.abbreviations`)."""
-    from raysynth.evaluate.abbreviations import propagate_abbreviations
+    from raysynth.evaluate.abbreviations import propagate_in_documents
 
     if not docs:
         raise ConfigError("annotator evaluation: no gold documents")
@@ -134,7 +134,7 @@ def evaluate_annotator(
         seconds = time.monotonic() - started
         pred = predicted(done.out_dir, docs)
         if abbreviations:
-            pred = [propagate_abbreviations(d.text, p) for d, p in zip(docs, pred, strict=True)]
+            pred = propagate_in_documents(docs, pred)
         scores = score_documents(docs, pred, config.labels)
         results.append(StrategyScore(strategy.label, scores, done.counts, seconds, done.out_dir))
         if on_result is not None:

@@ -201,12 +201,12 @@ def dictionary_baseline(
 ) -> BaselineResult:
     """Score the matcher as the evaluate stage scores a model (`scoring.score_documents`),
     with the same abbreviation step when asked (`EvaluateConfig.abbreviations`)."""
-    from raysynth.evaluate.abbreviations import propagate_abbreviations
+    from raysynth.evaluate.abbreviations import propagate_in_documents
 
     started = time.perf_counter()
     pred = [matcher.match(doc.text) for doc in docs]
-    if abbreviations:
-        pred = [propagate_abbreviations(d.text, p) for d, p in zip(docs, pred, strict=True)]
     match_seconds = time.perf_counter() - started
+    if abbreviations:
+        pred = propagate_in_documents(docs, pred)
     scores = score_documents(docs, pred, matcher.labels)
     return BaselineResult(scores=scores, match_seconds=match_seconds)

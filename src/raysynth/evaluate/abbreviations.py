@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from raysynth.documents import Entity
+from raysynth.documents import Document, Entity
 
 _PARENTHESIS = re.compile(r"\(\s*([^()]{1,12}?)\s*\)")
 _WORD = re.compile(r"\S+")
@@ -144,6 +144,13 @@ def propagate_abbreviations(text: str, entities: Sequence[Entity]) -> list[Entit
         elif all(lab == "" for lab in labels):
             result = [e for e in result if (e.start, e.end) not in spans]
     return sorted(result, key=lambda e: (e.start, e.end))
+
+
+def propagate_in_documents(
+    docs: Sequence[Document], predictions: Sequence[Sequence[Entity]]
+) -> list[list[Entity]]:
+    """Each document's predictions after the step: the baselines scored on entities."""
+    return [propagate_abbreviations(d.text, p) for d, p in zip(docs, predictions, strict=True)]
 
 
 def propagate_abbreviation_tags(

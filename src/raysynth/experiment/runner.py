@@ -218,10 +218,10 @@ def _dictionary(baseline: ScoredBaseline, plan: Plan) -> str:
     from raysynth.annotate.kb import DictionaryMatcher, dictionary_baseline
 
     matcher = DictionaryMatcher.from_lexicons(baseline.kb.lexicons, baseline.kb.filters)
+    abbreviations = plan.grid.base.evaluate.abbreviations
     scores = {}
     for test in plan.grid.base.test_sets:
         docs = read_corpus(scored_ref(test, plan.grid.base.evaluate.label_map))
-        abbreviations = plan.grid.base.evaluate.abbreviations
         result = dictionary_baseline(docs, matcher, abbreviations)
         scores[test.name] = {"dictionary": result.scores.to_dict()}
     _mark(baseline.run_dir, digest=baseline.digest, result={"scores": scores})
@@ -232,10 +232,10 @@ def _llm(baseline: ScoredBaseline, plan: Plan) -> str:
     """The annotator's strategies, each alone, on the first `limit` test documents."""
     from raysynth.annotate.job import evaluate_annotator, read_corpus
 
+    abbreviations = plan.grid.base.evaluate.abbreviations
     scores = {}
     for test in plan.grid.base.test_sets:
         docs = read_corpus(scored_ref(test, plan.grid.base.evaluate.label_map), baseline.limit)
-        abbreviations = plan.grid.base.evaluate.abbreviations
         results = evaluate_annotator(
             baseline.annotate, docs, baseline.run_dir / test.name, abbreviations=abbreviations
         )
