@@ -11,9 +11,12 @@
    there are none: this measures raysynth's own plumbing with no stub server and no model.
    Expansion and cache pre-fill run in a child process, so the measured driver holds nothing
    but the stage. Reported per size: seconds (expansion, stage), rows/s, driver peak RSS (must
-   stay flat) and its resident memory at the start and after 10%, 50% and 100% of the shards.
+   stay flat), its resident memory at the start and after 10%, 50% and 100% of the shards, and
+   the Ray Data executions (windows) the stage ran. Ray Data's executor grows the driver by
+   about 2 MB per minute an execution runs, so the peak is bounded by `--window-minutes`
+   (the stage's `window_minutes`), not by the corpus.
 
-    python benchmarks/generate_scale.py [--quick] [--sizes N ...]
+    python benchmarks/generate_scale.py [--quick] [--sizes N ...] [--window-minutes M]
 """
 
 from __future__ import annotations
@@ -156,7 +159,7 @@ def prefill(n: int, run: Path) -> dict:
     return {"expand_s": round(expand_s, 2)}
 
 
-def plumbing(n: int) -> dict:
+def plumbing(n: int, window_minutes: float) -> dict:
     """One size, in this (fresh) process: the stage alone, its driver's memory sampled after
     every shard written."""
     from raysynth.generate.config import GenerateConfig
@@ -165,7 +168,12 @@ def plumbing(n: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         figures = in_fresh_process(__file__, ["--prefill", str(n), str(run)], Path(tmp) / "p")
-        config = GenerateConfig(recipe=recipe(n, 1), backend=backend(), shard_rows=SHARD_ROWS)
+        config = GenerateConfig(
+            recipe=recipe(n, 1),
+            backend=backend(),
+            shard_rows=SHARD_ROWS,
+            window_minutes=window_minutes,
+        )
         start_ray()
         reset_peak_rss()
         rss = [rss_mb()]
@@ -181,6 +189,8 @@ def plumbing(n: int) -> dict:
         "driver_peak_rss_mb": round(peak_rss_mb()),
         # resident memory at the start, after a tenth, half and all of the shards
         "driver_rss_mb": [round(rss[len(rss) * k // 10]) for k in (0, 1, 5)] + [round(rss[-1])],
+        "window_minutes": window_minutes,
+        "windows": result.windows,
         "counts": result.counts,
     }
 
@@ -189,6 +199,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--plumbing", nargs=2, metavar=("SIZE", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--window-minutes",
+        type=float,
+        default=5,
+        help="the stage's window_minutes (default 5: several windows at 1M prompts)",
+    )
     parser.add_argument(
         "--prefill", nargs=3, metavar=("SIZE", "RUN", "OUT"), help=argparse.SUPPRESS
     )
@@ -202,14 +218,16 @@ def main() -> None:
         write_figures(Path(out), prefill(int(size), Path(run)))
         return
     if args.plumbing:
-        write_figures(Path(args.plumbing[1]), plumbing(int(args.plumbing[0])))
+        size, out = args.plumbing
+        write_figures(Path(out), plumbing(int(size), args.window_minutes))
         return
     sizes = args.sizes or ([1_000, 10_000] if args.quick else [10_000, 100_000, 1_000_000])
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             out = Path(tmp) / f"plumbing-{n}.json"
-            runs.append(in_fresh_process(__file__, ["--plumbing", str(n)], out))
+            argv = ["--window-minutes", str(args.window_minutes), "--plumbing", str(n)]
+            runs.append(in_fresh_process(__file__, argv, out))
             print(json.dumps(runs[-1]), flush=True)
     figures = {"plumbing": runs}
     per_row = [r["stage_s"] / r["prompts"] for r in runs]

@@ -25,6 +25,18 @@ def location(value: object) -> Path | str:
 # A local path, or a URI of any filesystem pyarrow reads (s3://, gs://, ...).
 Location = Annotated[Path | str, PlainValidator(location), PlainSerializer(str)]
 
+# The LLM stages' `window_minutes` (see shards.in_windows).
+WindowMinutes = Annotated[
+    float,
+    Field(
+        gt=0,
+        description="How long one Ray Data execution runs before the shards left go to a new "
+        "one. Ray Data holds driver memory that grows with the minutes an execution runs "
+        "(about 2 MB a minute) and frees it at its end; a new execution restarts the vLLM "
+        "engines, so keep windows long where engines load slowly.",
+    ),
+]
+
 
 class CorpusRef(Strict):
     """A corpus on disk, in any format `raysynth convert` reads (Parquet also at a URI)."""

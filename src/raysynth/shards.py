@@ -12,9 +12,12 @@ shards in flight are held, and the driver sees one small row per shard.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,42 @@ def _read_shard(batch: pa.Table, columns: list[str] | None) -> pa.Table:
     path = batch.column("path")[0].as_py()
     table = pq.read_table(path, columns=columns)
     return table.append_column("path", pa.array([path] * len(table), pa.string()))
+
+
+def in_windows(
+    pending: list[Path],
+    window_seconds: float,
+    execute: Callable[[list[Path]], Iterator[dict[str, Any]]],
+) -> Iterator[dict[str, Any]]:
+    """Run a stage's shards as a series of Ray Data executions of about `window_seconds`
+    each, yielding every shard summary with the `window` (1, 2, ...) that wrote it.
+
+    Why: Ray Data's streaming executor holds driver memory that grows with the minutes an
+    execution runs (about 2 MB a minute on a laptop, whatever the rows) and frees it when the
+    execution ends, so one execution over a million notes ends hundreds of MB above where it
+    started. `execute(shards)` builds and runs one execution; past the window, the first
+    shard written ends it (Ray Data stops its tasks and actors) and the shards not reported
+    go to the next. Reads run far ahead of the LLM, so stopping the reads instead would not
+    end a window. What is lost at a cut is the work in flight: the rows in the LLM stage
+    (an HTTP backend's response cache keeps their answers) and a shard the writer finished
+    without reporting it, which the next window writes again, replacing the file (the same
+    note_ids). Each window writes at least one shard; one that writes none ends the series,
+    and the caller names the shards left unwritten.
+    """
+    remaining, window = list(pending), 0
+    while remaining:
+        window += 1
+        written: set[str] = set()
+        deadline = time.monotonic() + window_seconds
+        with contextlib.closing(execute(remaining)) as summaries:
+            for summary in summaries:
+                written.add(summary["shard"])
+                yield {**summary, "window": window}
+                if time.monotonic() > deadline:
+                    break
+        if not written:
+            return
+        remaining = [p for p in remaining if p.name not in written]
 
 
 def gatherer_remote_args() -> dict[str, Any]:

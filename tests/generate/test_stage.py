@@ -57,7 +57,8 @@ def test_short_run_writes_notes_with_real_seed_spans(ray_session, llama_server, 
         text = note["text"] or ""
         for e in note["entities"]:
             assert text[e["start"] : e["end"]] == e["text"] and e["source"] == "seed"
-        assert len(note["seed_matches"]) == len(note["seed_entities"])
+        if note["status"] == "ok":  # a note removed as meta-text or too short is not matched
+            assert len(note["seed_matches"]) == len(note["seed_entities"])
         for m in note["seed_matches"]:
             tiers.add(m["match"])
             found = text[m["start"] : m["end"]] if m["start"] is not None else None

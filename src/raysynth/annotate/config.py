@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
-from raysynth.config_base import CorpusRef, Strict, resolve_path
+from raysynth.config_base import CorpusRef, Strict, WindowMinutes, resolve_path
 from raysynth.errors import ConfigError
 from raysynth.generate.recipe import LexiconFile, LexiconFilters, TermSampling
 from raysynth.llm.config import Backend, LocalBackend, OpenAIBackend, VllmBackend
@@ -202,6 +202,7 @@ class AnnotateConfig(Strict):
     shard_rows: PositiveInt = Field(
         default=100, description="Notes per output shard when the input is not sharded."
     )
+    window_minutes: WindowMinutes = 30
     cache: bool = Field(
         default=True, description="Cache responses under <run>/llm-cache (HTTP backends)."
     )

@@ -13,6 +13,7 @@ be trusted, is written `quarantined` with the reason (rows in = ok + quarantined
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -37,6 +38,7 @@ from raysynth.shards import (
     ShardGatherer,
     expected_rows,
     gatherer_remote_args,
+    in_windows,
     pending_shards,
     read_shards,
     write_atomic,
@@ -155,7 +157,6 @@ def annotate(
     pending, result.shards_skipped = pending_shards(inputs, out_dir)
     if pending:
         cache_dir = storage.shared(storage.local / "llm-cache") if config.cache else None
-        sources = [storage.shared(p) for p in pending]
         stage = (
             llm_stage(
                 config.backend, sampling=stage_sampling(config), cache_dir=cache_dir,
@@ -164,14 +165,14 @@ def annotate(
             if asks_llm(config)
             else contextlib.nullcontext(None)  # no server started, no request sent
         )  # fmt: skip
-        with (
-            stage as llm,
-            contextlib.closing(_run_shards(config, llm, sources, pending, out_dir)) as summaries,
-        ):  # fmt: skip
-            for summary in summaries:
-                result.shards_written.append(summary["shard"])
-                if on_shard is not None:
-                    on_shard(summary)
+        with stage as llm:
+            execute = functools.partial(_run_shards, config, llm, storage, out_dir)
+            windows = in_windows(pending, config.window_minutes * 60, execute)
+            with contextlib.closing(windows) as summaries:
+                for summary in summaries:
+                    result.shards_written.append(summary["shard"])
+                    if on_shard is not None:
+                        on_shard(summary)
         unwritten = sorted({p.name for p in pending} - set(result.shards_written))
         if unwritten:
             raise RaysynthError(f"annotate: shard(s) not written: {', '.join(unwritten)}")
@@ -189,14 +190,15 @@ def asks_llm(config: AnnotateConfig) -> bool:
 def _run_shards(
     config: AnnotateConfig,
     llm: Callable[[Any], Any] | None,
-    sources: list[str],
-    pending: list[Path],
+    storage: RunStorage,
     out_dir: Path,
+    shards: list[Path],
 ) -> Iterator[dict[str, Any]]:
-    """`sources`: the `pending` shards as the read tasks reach them."""
+    """One Ray Data execution over `shards`, a window of `in_windows`."""
     from ray.data import ActorPoolStrategy
 
     per_note = sum(s.samples for s in config.strategies) if llm is not None else 1
+    sources = [storage.shared(p) for p in shards]  # as the read tasks reach them
     requests = read_shards(sources, NOTE_COLUMNS).map_batches(
         RequestBuilder,
         fn_constructor_kwargs={"config": config},
@@ -218,7 +220,7 @@ def _run_shards(
         AnnotationWriter,
         fn_constructor_kwargs={
             "out_dir": str(out_dir),
-            "expected": expected_rows(pending, per_note),
+            "expected": expected_rows(shards, per_note),
             "annotator": annotator_record(config),
             "config": config,
         },

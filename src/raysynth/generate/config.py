@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, PositiveInt
 
-from raysynth.config_base import Strict, resolve_path
+from raysynth.config_base import Strict, WindowMinutes, resolve_path
 from raysynth.errors import ConfigError
 from raysynth.generate.recipe import Recipe, check_recipe, load_recipe
 from raysynth.llm.config import Backend, LocalBackend
@@ -33,6 +33,7 @@ class GenerateConfig(Strict):
     shard_rows: PositiveInt = Field(
         default=100, description="Prompts (and notes) per Parquet shard: the unit of resume."
     )
+    window_minutes: WindowMinutes = 30
     cache: bool = Field(
         default=True, description="Cache responses under <run>/llm-cache (HTTP backends)."
     )

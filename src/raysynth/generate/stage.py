@@ -7,27 +7,28 @@ One note shard per prompt shard, written atomically (temporary name, then rename
 shard on disk is complete and a rerun reads only the prompt shards without a note shard:
 finished work is skipped and no note_id can be written twice. The writer is a single Ray
 actor at the end of the stream: it gathers each shard's rows as they arrive (only shards in
-flight are held), removes duplicates across the whole corpus (it keeps duplicate keys, not
-texts, and reloads them from finished shards on a rerun), and writes the shard once all its
-rows are in. The driver only sees one small summary row per shard, so its memory does not
-grow with the corpus. Which copy of a duplicate pair is kept depends on arrival order.
+flight are held), removes duplicates across the whole corpus (asking the run's duplicate
+index, `dedup.py`, which keeps keys, not texts), and writes the shard once all its rows are
+in. The driver only sees one small summary row per shard, and runs the shards as windows of
+`window_minutes` (`shards.in_windows`), so its memory does not grow with the corpus. Which
+copy of a duplicate pair is kept depends on arrival order.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from raysynth.errors import ConfigError, RaysynthError
 from raysynth.generate.config import GenerateConfig
-from raysynth.generate.postprocess import exact_key, near_keys, process
+from raysynth.generate.dedup import start_index
+from raysynth.generate.postprocess import process
 from raysynth.generate.prompts import corpus_key, load_template, row_seed, write_prompt_shards
 from raysynth.generate.recipe import Recipe
 from raysynth.llm.config import model_name
@@ -36,6 +37,7 @@ from raysynth.shards import (
     ShardGatherer,
     expected_rows,
     gatherer_remote_args,
+    in_windows,
     pending_shards,
     read_shards,
     write_atomic,
@@ -70,6 +72,7 @@ class GenerateResult:
     shards_skipped: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    windows: int = 0  # Ray Data executions run (see GenerateConfig.window_minutes)
 
     @property
     def notes_dir(self) -> Path:
@@ -149,6 +152,7 @@ def generate(
         with contextlib.closing(shards) as it:
             for summary in it:
                 result.shards_written.append(summary["shard"])
+                result.windows = summary["window"]
                 if on_shard is not None:
                     on_shard(summary)
         unwritten = sorted({p.name for p in pending} - set(result.shards_written))
@@ -162,39 +166,57 @@ def generate(
 
 def _run_shards(
     config: GenerateConfig, storage: RunStorage, pending: list[Path], finished: list[str]
-):
-    """Yield one summary per shard written, streaming through Ray Data."""
-    from ray.data import ActorPoolStrategy
+) -> Iterator[dict[str, Any]]:
+    """Yield one summary per shard written, streaming through Ray Data in windows
+    (`in_windows`) that share the LLM stage (one local server, one rate limiter) and the
+    corpus-wide duplicate index."""
+    import ray
 
     from raysynth.llm import llm_stage
 
     recipe: Recipe = config.recipe
-    ds = read_shards([storage.shared(p) for p in pending])
-    ds = ds.map_batches(_add_row_seed, batch_format="pyarrow")
-    writer_kwargs = dict(
-        notes_dir=str(storage.local / "generate" / "notes"),
-        expected=expected_rows(pending),
-        generator=generator_record(config),
-        finished=finished,
-    )
+    notes_dir = storage.local / "generate" / "notes"
     cache_dir = storage.shared(storage.local / "llm-cache") if config.cache else None
     with llm_stage(
         config.backend, sampling=recipe.sampling, cache_dir=cache_dir, run_dir=storage.local
     ) as stage:
-        notes = stage(ds).map_batches(
-            postprocess_batch,
-            fn_kwargs={"min_chars": recipe.min_chars, "max_chars": recipe.max_chars},
-            batch_format="pyarrow",
-            num_cpus=0.5,
+        index = start_index(notes_dir, finished)
+        writer_kwargs = dict(
+            notes_dir=str(notes_dir),
+            expected=expected_rows(pending),
+            generator=generator_record(config),
+            index=index,
         )
-        summaries = notes.map_batches(
-            ShardWriter,
-            fn_constructor_kwargs=writer_kwargs,
-            batch_format="pyarrow",
-            compute=ActorPoolStrategy(size=1),
-            **gatherer_remote_args(),  # survives the loss of any worker node
-        )
-        yield from summaries.iter_rows()
+
+        def execute(shards: list[Path]) -> Iterator[dict[str, Any]]:
+            ds = read_shards([storage.shared(p) for p in shards])
+            llm_rows = stage(ds.map_batches(_add_row_seed, batch_format="pyarrow"))
+            return _window(llm_rows, recipe, writer_kwargs)
+
+        try:
+            yield from in_windows(pending, config.window_minutes * 60, execute)
+        finally:
+            ray.kill(index)
+
+
+def _window(llm_rows: Any, recipe: Recipe, writer_kwargs: dict[str, Any]) -> Iterator[dict]:
+    """One Ray Data execution: LLM rows -> post-processing -> the shard writer."""
+    from ray.data import ActorPoolStrategy
+
+    notes = llm_rows.map_batches(
+        postprocess_batch,
+        fn_kwargs={"min_chars": recipe.min_chars, "max_chars": recipe.max_chars},
+        batch_format="pyarrow",
+        num_cpus=0.5,
+    )
+    summaries = notes.map_batches(
+        ShardWriter,
+        fn_constructor_kwargs=writer_kwargs,
+        batch_format="pyarrow",
+        compute=ActorPoolStrategy(size=1),
+        **gatherer_remote_args(),  # survives the loss of any worker node
+    )
+    yield from summaries.iter_rows()
 
 
 def _add_row_seed(batch: pa.Table) -> pa.Table:
@@ -213,46 +235,35 @@ def postprocess_batch(batch: pa.Table, min_chars: int, max_chars: int) -> pa.Tab
 
 
 class ShardWriter(ShardGatherer):
-    """Ray Data actor (exactly one): gathers rows by prompt shard, removes duplicates across
-    the corpus, writes each shard atomically when complete, returns one summary row per
-    shard written. Input columns: the prompts table, `path` (source shard), the LLM result
-    columns and POSTPROCESSED."""
+    """Ray Data actor (exactly one per window): gathers rows by prompt shard, removes
+    duplicates across the corpus (asking the run's `DedupIndex` once per shard), writes each
+    shard atomically when complete, returns one summary row per shard written. Input
+    columns: the prompts table, `path` (source shard), the LLM result columns and
+    POSTPROCESSED."""
 
     summary_schema = SUMMARY
 
     def __init__(
-        self, notes_dir: str, expected: dict[str, int], generator: str, finished: list[str]
+        self, notes_dir: str, expected: dict[str, int], generator: str, index: Any
     ) -> None:
         super().__init__(expected)
         self.notes_dir = Path(notes_dir)
         self.generator = generator
-        self.seen: dict[str, str] = {}  # duplicate key -> note_id of the note kept
-        for name in finished:
-            table = pq.read_table(self.notes_dir / name, columns=["note_id", "text", "status"])
-            for row in table.to_pylist():
-                if row["status"] == "ok":
-                    self._remember(row["note_id"], [f"x:{exact_key(row['text'])}"])
-                    self._remember(row["note_id"], near_keys(row["text"]))
-
-    def _remember(self, nid: str, keys: list[str]) -> None:
-        for key in keys:
-            self.seen.setdefault(key, nid)
-
-    def _dedup(self, row: dict) -> None:
-        keys = row["dup_keys"] or []
-        hit = next((k for k in keys if k in self.seen), None)
-        if hit is None:
-            self._remember(row["note_id"], keys)
-            return
-        kind = "exact duplicate" if hit.startswith("x:") else "near-duplicate"
-        row.update(status="removed", reason=f"{kind} of {self.seen[hit]}", entities=[])
+        self.index = index
 
     def finish(self, name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        import ray
+
         rows = sorted(rows, key=lambda r: r["note_id"])
+        ok = [r for r in rows if r["status"] == "ok"]
+        reasons = ray.get(
+            self.index.claim.remote([(r["note_id"], r["dup_keys"] or []) for r in ok])
+        )
+        for row, reason in zip(ok, reasons, strict=True):
+            if reason is not None:
+                row.update(status="removed", reason=reason, entities=[])
         for row in rows:
             row["generator"] = self.generator
-            if row["status"] == "ok":
-                self._dedup(row)
         table = pa.Table.from_pylist(rows, schema=NOTES)
         write_atomic(table, self.notes_dir / name)
         statuses = [r["status"] for r in rows]
