@@ -120,11 +120,14 @@ def test_annotate_notes_end_to_end(ray_session, llama_server, tmp_path):
 def test_an_annotator_without_llm_spans_asks_nothing(ray_session, llama_server, tmp_path):
     run_dir = tmp_path / "run"
     write_notes(run_dir)
-    cfg = config(llama_server, tmp_path, merge={"sources": ["seed", "kb"]})
+    # A window ends with its first shard written: the two shards run as two executions.
+    cfg = config(llama_server, tmp_path, merge={"sources": ["seed", "kb"]}, window_minutes=1e-9)
     before = requests_served(llama_server)
-    result = annotate_run(cfg, run_dir)
+    windows = []
+    result = annotate_run(cfg, run_dir, on_shard=lambda s: windows.append(s["window"]))
 
     assert requests_served(llama_server) == before
+    assert windows == [1, 2]
     c = result.counts
     assert (c["rows"], c["ok"], c["answers"], c["failed_answers"]) == (6, 4, 0, 0)
     by_id = {r["note_id"]: r for r in pq.read_table(run_dir / "annotations").to_pylist()}
