@@ -32,7 +32,7 @@ WindowMinutes = Annotated[
         gt=0,
         description="How long one Ray Data execution runs before the shards left go to a new "
         "one. Ray Data holds driver memory that grows with the minutes an execution runs "
-        "(about 2 MB a minute) and frees it at its end; a new execution restarts the vLLM "
+        "(about 2 MB a minute) and frees that at its end; a new execution restarts the vLLM "
         "engines, so keep windows long where engines load slowly.",
     ),
 ]

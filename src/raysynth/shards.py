@@ -75,8 +75,9 @@ def in_windows(
 
     Why: Ray Data's streaming executor holds driver memory that grows with the minutes an
     execution runs (about 2 MB a minute on a laptop, whatever the rows) and frees it when the
-    execution ends, so one execution over a million notes ends hundreds of MB above where it
-    started. `execute(shards)` builds and runs one execution; past the window, the first
+    execution ends; a stage running for hours would otherwise carry all of it. Windows bound
+    only that part: the driver's growth per shard outlives executions (README,
+    generate_scale). `execute(shards)` builds and runs one execution; past the window, the first
     shard written ends it (Ray Data stops its tasks and actors) and the shards not reported
     go to the next. Reads run far ahead of the LLM, so stopping the reads instead would not
     end a window. What is lost at a cut is the work in flight: the rows in the LLM stage

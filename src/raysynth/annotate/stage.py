@@ -165,8 +165,10 @@ def annotate(
             if asks_llm(config)
             else contextlib.nullcontext(None)  # no server started, no request sent
         )  # fmt: skip
+        per_note = sum(s.samples for s in config.strategies) if asks_llm(config) else 1
+        expected = expected_rows(pending, per_note)
         with stage as llm:
-            execute = functools.partial(_run_shards, config, llm, storage, out_dir)
+            execute = functools.partial(_run_shards, config, llm, storage, out_dir, expected)
             windows = in_windows(pending, config.window_minutes * 60, execute)
             with contextlib.closing(windows) as summaries:
                 for summary in summaries:
@@ -192,12 +194,13 @@ def _run_shards(
     llm: Callable[[Any], Any] | None,
     storage: RunStorage,
     out_dir: Path,
+    expected: dict[str, int],
     shards: list[Path],
 ) -> Iterator[dict[str, Any]]:
-    """One Ray Data execution over `shards`, a window of `in_windows`."""
+    """One Ray Data execution over `shards`, a window of `in_windows`; `expected`: rows
+    per shard the writer waits for."""
     from ray.data import ActorPoolStrategy
 
-    per_note = sum(s.samples for s in config.strategies) if llm is not None else 1
     sources = [storage.shared(p) for p in shards]  # as the read tasks reach them
     requests = read_shards(sources, NOTE_COLUMNS).map_batches(
         RequestBuilder,
@@ -220,7 +223,7 @@ def _run_shards(
         AnnotationWriter,
         fn_constructor_kwargs={
             "out_dir": str(out_dir),
-            "expected": expected_rows(shards, per_note),
+            "expected": expected,
             "annotator": annotator_record(config),
             "config": config,
         },

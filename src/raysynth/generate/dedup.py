@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from raysynth.generate.postprocess import exact_key, near_keys
+from raysynth.generate.postprocess import dup_keys
 
 
 class DedupIndex:
@@ -26,9 +26,7 @@ class DedupIndex:
             table = pq.read_table(Path(notes_dir) / name, columns=["note_id", "text", "status"])
             for row in table.to_pylist():
                 if row["status"] == "ok":
-                    self._remember(
-                        row["note_id"], [f"x:{exact_key(row['text'])}", *near_keys(row["text"])]
-                    )
+                    self._remember(row["note_id"], dup_keys(row["text"]))
 
     def _remember(self, note_id: str, keys: list[str]) -> None:
         for key in keys:

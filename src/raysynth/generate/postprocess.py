@@ -197,6 +197,11 @@ def near_keys(text: str) -> list[str]:
     ]
 
 
+def dup_keys(text: str) -> list[str]:
+    """The keys the de-duplication compares: the exact key (prefix `x:`), then the bands."""
+    return [f"x:{exact_key(text)}", *near_keys(text)]
+
+
 def process(row: dict[str, Any], min_chars: int, max_chars: int) -> dict[str, Any]:
     """One note's post-processing: cleaned text, status before de-duplication, spans,
     matches and duplicate keys. The de-duplicating writer makes the final decision."""
@@ -217,5 +222,5 @@ def process(row: dict[str, Any], min_chars: int, max_chars: int) -> dict[str, An
         "reason": "; ".join(notes) or None,
         "entities": entities,
         "seed_matches": matches,
-        "dup_keys": [f"x:{exact_key(text)}", *near_keys(text)],
+        "dup_keys": dup_keys(text),
     }

@@ -10,7 +10,7 @@ actor at the end of the stream: it gathers each shard's rows as they arrive (onl
 flight are held), removes duplicates across the whole corpus (asking the run's duplicate
 index, `dedup.py`, which keeps keys, not texts), and writes the shard once all its rows are
 in. The driver only sees one small summary row per shard, and runs the shards as windows of
-`window_minutes` (`shards.in_windows`), so its memory does not grow with the corpus. Which
+`window_minutes` (`shards.in_windows`), which frees Ray Data's per-execution memory. Which
 copy of a duplicate pair is kept depends on arrival order.
 """
 
