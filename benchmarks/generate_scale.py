@@ -176,9 +176,14 @@ def plumbing(n: int, window_minutes: float) -> dict:
         )
         start_ray()
         reset_peak_rss()
-        rss = [rss_mb()]
+        rss, window_rss = [rss_mb()], []
+
+        def sample(summary: dict) -> None:
+            rss.append(rss_mb())
+            window_rss.append(summary["window_rss_mb"])
+
         started = time.monotonic()
-        result = generate(config.resolved(Path(tmp)), run, on_shard=lambda _: rss.append(rss_mb()))
+        result = generate(config.resolved(Path(tmp)), run, on_shard=sample)
         stage_s = time.monotonic() - started
     assert result.counts["failed"] == 0, result.counts  # every response came from the cache
     return {
@@ -189,6 +194,9 @@ def plumbing(n: int, window_minutes: float) -> dict:
         "driver_peak_rss_mb": round(peak_rss_mb()),
         # resident memory at the start, after a tenth, half and all of the shards
         "driver_rss_mb": [round(rss[len(rss) * k // 10]) for k in (0, 1, 5)] + [round(rss[-1])],
+        # the process that ran the Ray Data executions (one per window): its largest
+        # resident memory at a shard written, and at the last shard
+        "window_process_rss_mb": {"max": round(max(window_rss)), "end": round(window_rss[-1])},
         "window_minutes": window_minutes,
         "windows": result.windows,
         "counts": result.counts,

@@ -3,11 +3,14 @@ the windows that split a stage into several Ray Data executions."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
+from raysynth.errors import ConfigError
 from raysynth.shards import in_windows, pending_shards, read_shards
 
 
@@ -31,39 +34,48 @@ def test_each_shard_is_one_block_with_its_path(ray_session, tmp_path):
     assert pending_shards(paths, out) == ([paths[0], paths[2]], ["shard-00001.parquet"])
 
 
-def _execute(calls: list[list[str]]):
-    """A stand-in execution that writes every shard it is given, in order."""
-
-    def execute(window: list[Path]):
-        calls.append([p.name for p in window])
-        yield from ({"shard": p.name} for p in window)
-
-    return execute
+def _execute(window: list[Path]):
+    """A stand-in execution that writes every shard it is given, in order, and says how many
+    it was given and which process ran it (a window runs in a process of its own, so a list
+    it appended to would stay there)."""
+    for p in window:
+        yield {"shard": p.name, "given": len(window), "pid": os.getpid()}
 
 
-def test_past_the_window_the_next_shard_written_ends_it():
+def test_past_the_window_the_next_shard_written_ends_it(ray_session):
     shards = [Path(f"shard-{i}.parquet") for i in range(3)]
-    calls = []
-    summaries = list(in_windows(shards, 0, _execute(calls)))
-    assert [(s["shard"], s["window"]) for s in summaries] == [
-        ("shard-0.parquet", 1), ("shard-1.parquet", 2), ("shard-2.parquet", 3),
+    summaries = list(in_windows(shards, 0, _execute))
+    assert [(s["shard"], s["window"], s["given"]) for s in summaries] == [
+        ("shard-0.parquet", 1, 3), ("shard-1.parquet", 2, 2), ("shard-2.parquet", 3, 1),
     ]  # fmt: skip
-    assert [len(c) for c in calls] == [3, 2, 1]
+    # Each window in a fresh process, none of them the driver: it holds no Ray Data state.
+    pids = [s["pid"] for s in summaries]
+    assert len(set(pids)) == 3 and os.getpid() not in pids
+    assert all(s["window_rss_mb"] > 0 for s in summaries)
 
 
-def test_within_the_window_one_execution_runs_every_shard():
-    calls = []
+def test_within_the_window_one_execution_runs_every_shard(ray_session):
     shards = [Path(f"shard-{i}.parquet") for i in range(3)]
-    assert {s["window"] for s in in_windows(shards, 600, _execute(calls))} == {1}
-    assert len(calls) == 1
+    summaries = list(in_windows(shards, 600, _execute))
+    assert {(s["window"], s["given"]) for s in summaries} == {(1, 3)}
 
 
-def test_a_window_that_writes_nothing_ends_the_series():
-    calls = []
+def _nothing(window: list[Path]):
+    yield from ()
 
-    def execute(window: list[Path]):
-        calls.append(window)
-        yield from ()
 
-    assert list(in_windows([Path("shard-0.parquet")], 0, execute)) == []
-    assert len(calls) == 1
+def test_a_window_that_writes_nothing_ends_the_series(ray_session):
+    assert list(in_windows([Path("shard-0.parquet")], 0, _nothing)) == []
+
+
+def _fails(window: list[Path]):
+    yield {"shard": window[0].name}
+    raise ConfigError(f"{window[1].name}: cannot be read")
+
+
+def test_a_stage_error_in_a_window_reaches_the_driver_as_itself(ray_session):
+    shards = [Path(f"shard-{i}.parquet") for i in range(2)]
+    windows = in_windows(shards, 600, _fails)
+    assert next(windows)["shard"] == "shard-0.parquet"
+    with pytest.raises(ConfigError, match="^shard-1.parquet: cannot be read$"):
+        next(windows)

@@ -31,9 +31,10 @@ WindowMinutes = Annotated[
     Field(
         gt=0,
         description="How long one Ray Data execution runs before the shards left go to a new "
-        "one. Ray Data holds driver memory that grows with the minutes an execution runs "
-        "(about 2 MB a minute) and frees that at its end; a new execution restarts the vLLM "
-        "engines, so keep windows long where engines load slowly.",
+        "one. Each execution runs in a process of its own, whose memory grows with the minutes "
+        "and blocks it runs (about 2 MB a minute) and is returned when it exits; the driver "
+        "stays flat whatever the window. A new execution restarts the vLLM engines, so keep "
+        "windows long where engines load slowly.",
     ),
 ]
 

@@ -13,7 +13,9 @@ shards in flight are held, and the driver sees one small row per shard.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
+import sys
 import time
 import uuid
 from collections import defaultdict
@@ -23,6 +25,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from raysynth.errors import RaysynthError
 
 
 def write_atomic(table: pa.Table, path: Path) -> None:
@@ -71,35 +75,91 @@ def in_windows(
     execute: Callable[[list[Path]], Iterator[dict[str, Any]]],
 ) -> Iterator[dict[str, Any]]:
     """Run a stage's shards as a series of Ray Data executions of about `window_seconds`
-    each, yielding every shard summary with the `window` (1, 2, ...) that wrote it.
+    each, each in a process of its own, yielding every shard summary with the `window`
+    (1, 2, ...) that wrote it and that process's resident memory (`window_rss_mb`).
 
-    Why: Ray Data's streaming executor holds driver memory that grows with the minutes an
-    execution runs (about 2 MB a minute on a laptop, whatever the rows) and frees it when the
-    execution ends; a stage running for hours would otherwise carry all of it. Windows bound
-    only that part: the driver's growth per shard outlives executions (README,
-    generate_scale). `execute(shards)` builds and runs one execution; past the window, the first
-    shard written ends it (Ray Data stops its tasks and actors) and the shards not reported
-    go to the next. Reads run far ahead of the LLM, so stopping the reads instead would not
-    end a window. What is lost at a cut is the work in flight: the rows in the LLM stage
-    (an HTTP backend's response cache keeps their answers) and a shard the writer finished
-    without reporting it, which the next window writes again, replacing the file (the same
-    note_ids). Each window writes at least one shard; one that writes none ends the series,
-    and the caller names the shards left unwritten.
+    Why a process per window: Ray Data's streaming executor holds memory in the process that
+    runs it, growing with the minutes it runs (about 2 MB a minute on a laptop) and with the
+    blocks it has run (about 60-90 KB per 1,000-row shard: object-store pages it touched,
+    allocator arenas), and a process never gives most of it back. Run in the driver, a stage
+    of a million notes grew the driver by 85 MB; run here, the driver only receives summary
+    rows and stays flat, and each window's process exits when its window ends (README,
+    generate_scale). `execute(shards)` builds and runs one execution, in that process (it is
+    pickled there: it may hold actor handles, not open files or servers); past the window,
+    the first shard written ends it (Ray Data stops its tasks and actors) and the shards not
+    reported go to the next. Reads run far ahead of the LLM, so stopping the reads instead
+    would not end a window. What is lost at a cut is the work in flight: the rows in the LLM
+    stage (an HTTP backend's response cache keeps their answers) and a shard the writer
+    finished without reporting it, which the next window writes again, replacing the file
+    (the same note_ids). Each window writes at least one shard; one that writes none ends the
+    series, and the caller names the shards left unwritten.
     """
     remaining, window = list(pending), 0
     while remaining:
         window += 1
         written: set[str] = set()
-        deadline = time.monotonic() + window_seconds
-        with contextlib.closing(execute(remaining)) as summaries:
-            for summary in summaries:
-                written.add(summary["shard"])
-                yield {**summary, "window": window}
-                if time.monotonic() > deadline:
-                    break
+        for summary in _window_in_own_process(execute, remaining, window_seconds):
+            written.add(summary["shard"])
+            yield {**summary, "window": window}
         if not written:
             return
         remaining = [p for p in remaining if p.name not in written]
+
+
+def _window_in_own_process(
+    execute: Callable[[list[Path]], Iterator[dict[str, Any]]],
+    shards: list[Path],
+    window_seconds: float,
+) -> Iterator[dict[str, Any]]:
+    """`_window` as a streaming Ray task on the driver's node that uses no CPU (like the
+    gatherer, see `gatherer_remote_args`) in a worker that exits after it (`max_calls=1`).
+    Not retried: a window whose process died ends the stage, which names the shards left."""
+    import ray
+    from ray.data import DataContext
+    from ray.exceptions import RayTaskError
+
+    task = ray.remote(max_calls=1, max_retries=0, **gatherer_remote_args())(_window)
+    # The driver's Ray Data settings (progress bars, timeouts) hold in the window's process;
+    # Ray renders a worker's progress bars in the driver, which suits a terminal only.
+    context = copy.copy(DataContext.get_current())
+    context.use_ray_tqdm = context.use_ray_tqdm and sys.stdout.isatty()
+    refs = task.remote(execute, shards, window_seconds, context)
+    try:
+        for ref in refs:
+            yield ray.get(ref)
+    except RayTaskError as err:
+        if isinstance(err.cause, RaysynthError):
+            raise err.cause from None  # the stage's own error, as if raised here
+        raise
+    finally:
+        ray.cancel(refs)  # no-op once the window ended; stops it when the caller stops early
+
+
+def _window(
+    execute: Callable[[list[Path]], Iterator[dict[str, Any]]],
+    shards: list[Path],
+    window_seconds: float,
+    context: Any,
+) -> Iterator[dict[str, Any]]:
+    """One window, in its own process: the shards' summaries until the deadline passes."""
+    from ray.data import DataContext
+
+    DataContext._set_current(context)
+    deadline = time.monotonic() + window_seconds
+    with contextlib.closing(execute(shards)) as summaries:
+        for summary in summaries:
+            yield {**summary, "window_rss_mb": _rss_mb()}
+            if time.monotonic() > deadline:
+                return
+
+
+def _rss_mb() -> float | None:
+    """This process's resident memory (Linux; None elsewhere)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return None
 
 
 def gatherer_remote_args() -> dict[str, Any]:

@@ -7,6 +7,7 @@ import argparse
 import importlib.util
 import json
 
+import pyarrow.parquet as pq
 import pytest
 
 from raysynth.llm import SamplingParams, VllmBackend, llm_stage, summarize
@@ -79,3 +80,28 @@ def test_eight_rows_through_vllm_on_cpu(ray_session, smollm2_hf):
     assert list(answer) == ["Disease"] and isinstance(answer["Disease"], list)
     summary = summarize(out)
     assert summary.reconciles and (summary.ok, summary.error) == (9, 1)
+
+
+def test_generate_stage_through_vllm(ray_session, smollm2_hf, tmp_path):
+    """The generate stage with a vLLM engine: the stage (Ray's processor) is built in the
+    driver and runs in the window's own process (`shards.in_windows`)."""
+    from raysynth.generate.config import GenerateConfig
+    from raysynth.generate.stage import generate
+    from tests.generate.conftest import recipe_dict
+
+    recipe = recipe_dict(
+        tmp_path, num_notes=4, template="sentence_v1", min_chars=1, sampling={"max_tokens": 16}
+    )
+    backend = VllmBackend(
+        model_source=str(smollm2_hf),
+        device="cpu",
+        engine_kwargs={"max_model_len": 512, "enforce_eager": True},
+        batch_size=4,
+    )
+    config = GenerateConfig(recipe=recipe, backend=backend, shard_rows=2, cache=False)
+    result = generate(config.resolved(tmp_path), tmp_path / "run")
+    assert sorted(result.shards_written) == ["shard-00000.parquet", "shard-00001.parquet"]
+    assert result.counts["rows"] == 4 and result.counts.get("failed", 0) == 0, result.counts
+    notes = [r for p in result.notes_dir.glob("*.parquet") for r in pq.read_table(p).to_pylist()]
+    assert all(json.loads(n["generator"])["backend"] == "vllm" for n in notes)
+    assert all(n["text"] for n in notes if n["status"] == "ok")

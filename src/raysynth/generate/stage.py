@@ -9,9 +9,9 @@ finished work is skipped and no note_id can be written twice. The writer is a si
 actor at the end of the stream: it gathers each shard's rows as they arrive (only shards in
 flight are held), removes duplicates across the whole corpus (asking the run's duplicate
 index, `dedup.py`, which keeps keys, not texts), and writes the shard once all its rows are
-in. The driver only sees one small summary row per shard, and runs the shards as windows of
-`window_minutes` (`shards.in_windows`), which frees Ray Data's per-execution memory. Which
-copy of a duplicate pair is kept depends on arrival order.
+in. The shards run as windows of `window_minutes` (`shards.in_windows`), each Ray Data
+execution in a process of its own, so the driver holds no Ray Data state and only sees one
+small summary row per shard. Which copy of a duplicate pair is kept depends on arrival order.
 """
 
 from __future__ import annotations
