@@ -12,9 +12,10 @@
    Expansion and cache pre-fill run in a child process, so the measured driver holds nothing
    but the stage. Reported per size: seconds (expansion, stage), rows/s, driver peak RSS (must
    stay flat), its resident memory at the start and after 10%, 50% and 100% of the shards, and
-   the Ray Data executions (windows) the stage ran. Ray Data's executor grows the driver by
-   about 2 MB per minute an execution runs, so the peak is bounded by `--window-minutes`
-   (the stage's `window_minutes`), not by the corpus.
+   the Ray Data executions (windows) the stage ran, and the resident memory of the process
+   that ran each window (largest, and at the last shard). Each window's execution runs in a
+   process of its own (`shards.in_windows`), so Ray Data's executor grows that process, by the
+   minutes and blocks of its window (`--window-minutes`), not the driver.
 
     python benchmarks/generate_scale.py [--quick] [--sizes N ...] [--window-minutes M]
 """
