@@ -353,3 +353,24 @@ def check_rows(rows: list[dict], grid_path: Path) -> None:
     assert (llm_row["documents"], llm_row["annotator"]) == (10, "hints/json-zero-kb")
     assert next(r for r in rows if r["kind"] == "dictionary")["f1"] > 0.9  # exact lexicon
     assert {r["size"] for r in rows if r["kind"] == "synthetic"} == {4}
+
+
+def test_a_type_without_gold_is_reported_as_such(tmp_path):
+    """BC5CDR has no PROCEDURE gold: the table says so and counts its predictions, rather than
+    printing an F1 of 0.0 that reads as a type the model cannot find."""
+    from raysynth.experiment.report import markdown, plot_per_type, summarize_scores
+    from raysynth.scoring import score
+
+    gold = [["B-DRUG", "O", "O", "B-DISEASE"]]
+    pred = [["B-DRUG", "O", "B-PROCEDURE", "O"]]
+    row = summarize_scores(score(gold, pred).to_dict())
+    assert row["per_type_f1"] == {"DISEASE": 0.0, "DRUG": 1.0}
+    assert row["no_gold"] == {"PROCEDURE": 1}
+    assert row["precision"] == 0.5  # the PROCEDURE prediction is still a false positive
+    empty = ("recipe", "seed", "size", "annotator", "backbone", "train_documents", "f1_95ci")
+    fields = {key: None for key in empty}
+    fields |= {"kind": "dictionary", "test_set": "bc5cdr-dev", "command": "-", "name": "d"}
+    table = markdown([{**fields, **row}], "x")
+    assert "DISEASE 0.000, DRUG 1.000, PROCEDURE no gold (1 predicted)" in table
+    plot_per_type([{**fields, **row}], tmp_path / "per_type.png")
+    assert (tmp_path / "per_type.png").stat().st_size > 1000

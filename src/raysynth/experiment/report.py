@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from math import isnan, nan
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +27,20 @@ def _stored(run_dir: Path, digest: str) -> dict[str, Any] | None:
     return marker.get("result") if marker.get("digest") == digest else None
 
 
-def _scored(scores: dict[str, Any]) -> dict[str, Any]:
+def summarize_scores(scores: dict[str, Any]) -> dict[str, Any]:
+    """Overall and per-type scores. A type the test set has no gold for (PROCEDURE on
+    BC5CDR) has no F1: it is listed under `no_gold` with its predictions, which count as false
+    positives in the overall scores; a 0.0 beside the others would read as a type the model
+    cannot find."""
     strict = scores["seqeval_strict"]
+    per_type = strict["per_type"].items()
     return {
         "documents": scores["n_docs"],
         "precision": round(strict["overall"]["precision"], 4),
         "recall": round(strict["overall"]["recall"], 4),
         "f1": round(strict["overall"]["f1"], 4),
-        "per_type_f1": {t: round(v["f1"], 4) for t, v in strict["per_type"].items()},
+        "per_type_f1": {t: round(v["f1"], 4) for t, v in per_type if v["n_gold"]},
+        "no_gold": {t: v["n_pred"] for t, v in per_type if not v["n_gold"]},
     }
 
 
@@ -59,7 +66,7 @@ def _cell_rows(plan: Plan, cell: Cell) -> list[dict[str, Any]]:
                 "backbone": cell.backbone,
                 "test_set": test,
                 "train_documents": stored["train_documents"],
-                **_scored(report["scores"]),
+                **summarize_scores(report["scores"]),
                 "f1_95ci": report["f1_strict_95ci"],
                 "command": _command(plan, cell.name),
             }
@@ -86,7 +93,7 @@ def _baseline_rows(plan: Plan, baseline: ScoredBaseline) -> list[dict[str, Any]]
                     "backbone": None,
                     "test_set": test,
                     "train_documents": None,
-                    **_scored(scores),
+                    **summarize_scores(scores),
                     "f1_95ci": None,
                     "command": _command(plan, baseline.name),
                 }
@@ -145,13 +152,14 @@ def markdown(rows: list[dict[str, Any]], name: str) -> str:
     for r in rows:
         ci = r["f1_95ci"]
         f1 = f"{r['f1']:.4f}" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
-        per_type = ", ".join(f"{t} {v:.3f}" for t, v in r["per_type_f1"].items()) or "-"
+        per_type = [f"{t} {v:.3f}" for t, v in r["per_type_f1"].items()]
+        per_type += [f"{t} no gold ({n} predicted)" for t, n in r["no_gold"].items()]
         recipe = r["recipe"] if r["seed"] is None else f"{r['recipe']} (seed {r['seed']})"
         cells = [r["kind"], recipe, r["size"], r["annotator"], r["backbone"], r["test_set"],
                  r["documents"], r["train_documents"]]  # fmt: skip
         lines.append(
             "| " + " | ".join(_cell_text(c) for c in cells)
-            + f" | {r['precision']:.4f} | {r['recall']:.4f} | {f1} | {per_type} "
+            + f" | {r['precision']:.4f} | {r['recall']:.4f} | {f1} | {', '.join(per_type) or '-'} "
             f"| `{r['command']}` |"
         )  # fmt: skip
     return "\n".join(lines) + "\n"
@@ -238,14 +246,18 @@ def plot_per_type(rows: list[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, len(tests), figsize=(7 * len(tests), height), squeeze=False)
     for ax, test in zip(axes[0], tests, strict=True):
         chosen = shown[test]
-        types = sorted({t for r in chosen for t in r["per_type_f1"]})
-        grid = [[r["per_type_f1"].get(t, 0.0) for t in types] for r in chosen]
+        types = sorted({t for r in chosen for t in [*r["per_type_f1"], *r["no_gold"]]})
+        # A type without gold in this test set is NaN (drawn blank, labelled); a type the
+        # row never predicted is 0.0.
+        grid = [[r["per_type_f1"].get(t, nan if t in r["no_gold"] else 0.0) for t in types]
+                for r in chosen]  # fmt: skip
         if grid and types:
             ax.imshow(grid, vmin=0, vmax=1, cmap="Blues", aspect="auto")
             for i, values in enumerate(grid):
                 for j, value in enumerate(values):
+                    text = "no gold" if isnan(value) else f"{value:.2f}"
                     color = "white" if value > 0.6 else "black"
-                    ax.text(j, i, f"{value:.2f}", ha="center", va="center", color=color)
+                    ax.text(j, i, text, ha="center", va="center", color=color)
         ax.set_xticks(range(len(types)), types)
         ax.set_yticks(range(len(chosen)), [_row_label(r) for r in chosen], fontsize="small")
         ax.set_title(f"{test}: per-type F1 (seqeval strict)")
