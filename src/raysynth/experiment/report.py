@@ -152,14 +152,15 @@ def markdown(rows: list[dict[str, Any]], name: str) -> str:
     for r in rows:
         ci = r["f1_95ci"]
         f1 = f"{r['f1']:.4f}" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
-        per_type = [f"{t} {v:.3f}" for t, v in r["per_type_f1"].items()]
-        per_type += [f"{t} no gold ({n} predicted)" for t, n in r["no_gold"].items()]
+        scored = [f"{t} {v:.3f}" for t, v in r["per_type_f1"].items()]
+        unscored = [f"{t} no gold ({n} predicted)" for t, n in r["no_gold"].items()]
+        per_type = ", ".join(scored + unscored) or "-"
         recipe = r["recipe"] if r["seed"] is None else f"{r['recipe']} (seed {r['seed']})"
         cells = [r["kind"], recipe, r["size"], r["annotator"], r["backbone"], r["test_set"],
                  r["documents"], r["train_documents"]]  # fmt: skip
         lines.append(
             "| " + " | ".join(_cell_text(c) for c in cells)
-            + f" | {r['precision']:.4f} | {r['recall']:.4f} | {f1} | {', '.join(per_type) or '-'} "
+            + f" | {r['precision']:.4f} | {r['recall']:.4f} | {f1} | {per_type} "
             f"| `{r['command']}` |"
         )  # fmt: skip
     return "\n".join(lines) + "\n"
