@@ -115,6 +115,11 @@ def test_annotate_notes_end_to_end(ray_session, llama_server, tmp_path):
     other = cfg.model_copy(update={"occurrences": "first"})
     with pytest.raises(ConfigError, match="another annotator config"):
         annotate_run(other, run_dir)
+    # Nor another dictionary: the same lexicon path, edited in place.
+    with open(tmp_path / "diseases.txt", "a", encoding="utf-8") as lexicon:
+        lexicon.write("asthma attack\n")
+    with pytest.raises(ConfigError, match="another annotator config"):
+        annotate_run(cfg, run_dir)
 
 
 def test_an_annotator_without_llm_spans_asks_nothing(ray_session, llama_server, tmp_path):

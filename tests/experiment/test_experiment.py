@@ -10,6 +10,7 @@ import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -334,10 +335,25 @@ def test_tiny_grid_runs_resumes_and_reports(ray_session, tiny_bert, tmp_path):
         assert llm.calls == calls
         assert models == {p: p.stat().st_mtime_ns for p in models}
         assert [r["name"] for r in third.rows] == ["base-n4-hints-tiny_bert0"]
+
+        # The labels' settings changed: the stored annotation shards are stale, not resumed.
+        assert "llm" in label_sources(first.exp_dir / "annotations/base/hints/annotations")
+        hints = grid["annotators"]["hints"]
+        grid["annotators"]["hints"] = {"strategies": hints, "merge": {"sources": ["seed", "kb"]}}
+        write_grid(tmp_path, grid)
+        fourth = run_plan(build_plan(load_grid(path)), only=["base-n4-hints-tiny_bert0"])
+        assert not fourth.failed, fourth.failed
+        sources = label_sources(first.exp_dir / "annotations/base/hints/annotations")
+        assert sources and sources <= {"seed", "kb"}, sources
     check_rows(rows, path)
     assert markdown.count("\n| synthetic |") == 1
     for plot in ("learning_curve.png", "per_type.png"):
         assert (first.exp_dir / plot).stat().st_size > 1000
+
+
+def label_sources(annotations: Path) -> set[str]:
+    rows = pq.read_table(annotations).to_pylist()
+    return {s for row in rows for entity in row["entities"] for s in entity["source"].split("+")}
 
 
 def check_rows(rows: list[dict], grid_path: Path) -> None:

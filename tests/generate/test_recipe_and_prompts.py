@@ -108,6 +108,20 @@ def test_tree_prefixes_keep_one_branch_of_mesh(shared_data):
     assert not [t for t in terms if " " in t or t.islower()]
 
 
+def test_an_unfiltered_file_keeps_generic_words(tmp_path):
+    """A guideline's own short list ('tumor', 'cancer') passes the filters that drop such
+    words from the big lexicons; the other files are still filtered."""
+    guideline = tmp_path / "generic.txt"
+    guideline.write_text("tumor\ncancer\n")
+    big = tmp_path / "big.txt"
+    big.write_text("pain\nbreast cancer\n")
+    files = [LexiconFile(path=big), LexiconFile(path=guideline, unfiltered=True)]
+    lexicon = load_lexicon(files, LexiconFilters(), field="t")
+    assert lexicon.terms == ("breast cancer", "tumor", "cancer")
+    with pytest.raises(ConfigError, match="no usable term left"):
+        load_lexicon([LexiconFile(path=guideline)], LexiconFilters(), field="t")
+
+
 def test_lexicon_filters_and_weighting(shared_data):
     filters = LexiconFilters()
     assert not keep_term("Pain", filters)  # generic

@@ -25,13 +25,14 @@ import pyarrow as pa
 
 from raysynth.annotate.align import align
 from raysynth.annotate.augment import Augmenter
-from raysynth.annotate.config import AnnotateConfig, Strategy, check_privacy
+from raysynth.annotate.config import AnnotateConfig, KnowledgeBase, Strategy, check_privacy
 from raysynth.annotate.kb import hints
 from raysynth.annotate.merge import Answer, decide, merge_note
 from raysynth.annotate.parse import PARSERS
 from raysynth.annotate.prompts import PromptBuilder, json_schema
 from raysynth.documents import Entity
 from raysynth.errors import ConfigError, RaysynthError
+from raysynth.generate.recipe import file_digest
 from raysynth.llm.config import SamplingParams, model_name
 from raysynth.schema import ANNOTATIONS, ENTITIES, STATUS_OK
 from raysynth.shards import (
@@ -84,7 +85,8 @@ class AnnotateResult:
 
 
 def annotator_record(config: AnnotateConfig) -> str:
-    """The `annotator` column: model, strategies with prompt versions, merge policy."""
+    """The `annotator` column: model, strategies with prompt versions, merge policy,
+    augmentation and dictionary."""
     backend = config.backend
     model = model_name(backend)
     strategies = [
@@ -104,7 +106,19 @@ def annotator_record(config: AnnotateConfig) -> str:
     }
     if config.augment is not None:
         record["augment"] = config.augment.model_dump(mode="json")
+    if config.kb is not None:
+        record["kb"] = _kb_record(config.kb)
     return json.dumps(record, sort_keys=True)
+
+
+def _kb_record(kb: KnowledgeBase) -> dict[str, Any]:
+    """The dictionary by content, not path: a lexicon edited in place is another dictionary,
+    the same files on another machine are the same one."""
+    lexicons = {
+        label: [{**f.model_dump(mode="json"), "path": file_digest(f.path)} for f in files]
+        for label, files in kb.lexicons.items()
+    }
+    return {"lexicons": lexicons, "filters": kb.filters.model_dump(mode="json")}
 
 
 def _check_annotator(out_dir: Path, record: str) -> None:

@@ -71,6 +71,12 @@ class Annotation:
     def out_dir(self) -> Path:
         return self.folder / "annotations"
 
+    def digest(self, size: int) -> str:
+        """What decides the labels of the first `size` notes: a stored annotation made with
+        another digest is stale, even where its shards exist."""
+        annotate = self.config.model_dump(mode="json")
+        return digest({"generate": self.corpus.settings(size), "annotate": annotate})
+
     def subset(self, size: int) -> Path:
         """Folder of links to the annotation shards of the first `size` notes."""
         return self.folder / "subsets" / f"n{size}"

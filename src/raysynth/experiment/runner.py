@@ -143,6 +143,7 @@ def _annotate(annotation: Annotation, root: Path, largest: int) -> str:
     missing = [p.name for p in inputs if not p.is_file()]
     if missing:
         raise RaysynthError(f"no notes {', '.join(missing)}: the generate stage failed")
+    _start_annotation(annotation, annotation.digest(largest))
     done = annotate(annotation.config, inputs, annotation.out_dir, root, real_text=False)
     c = done.counts
     return (
@@ -150,6 +151,20 @@ def _annotate(annotation: Annotation, root: Path, largest: int) -> str:
         f"{c['hallucinated']} of {c['mentions']} mentions not in the text; "
         f"{len(done.shards_written)} shards written, {len(done.shards_skipped)} skipped"
     )
+
+
+def _start_annotation(annotation: Annotation, digest: str) -> None:
+    """The annotate stage resumes by shard and cannot tell a shard labelled by other
+    settings: labels left by another digest (or by a version that kept none) are removed
+    first. The response cache is in the experiment folder, so no LLM answer is lost."""
+    if annotation.folder.exists() and _marker(annotation.folder).get("digest") != digest:
+        print(
+            f"[experiment] annotation {annotation.corpus.name}/{annotation.annotator}: "
+            "settings changed; labelling it again",
+            flush=True,
+        )
+        shutil.rmtree(annotation.folder)
+    _mark(annotation.folder, digest=digest)
 
 
 def link_subset(annotation: Annotation, size: int) -> Path:

@@ -178,7 +178,7 @@ def load_terms(files, filters, *, field: str) -> list[str]:
             raise ConfigError(message) from None
         for term in raw:
             term = term if spec.symbols_only else normalise(term)
-            usable = filters is None or keep_term(term, filters)
+            usable = filters is None or spec.unfiltered or keep_term(term, filters)
             if usable and term.lower() not in seen:
                 seen.add(term.lower())
                 terms.append(term)

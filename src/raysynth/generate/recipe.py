@@ -60,6 +60,15 @@ class LexiconFile(Strict):
         "and a digit, or three to six capitals: 'BRCA1 Protein' -> 'BRCA1'), e.g. for "
         "unlabelled negatives.",
     )
+    # Left out of dumps while false, so that every digest and hash made before the field
+    # existed (corpora, experiment cells) stays the same.
+    unfiltered: bool = Field(
+        default=False,
+        exclude_if=lambda unfiltered: not unfiltered,
+        description="Use every term of this file as written, past the filters: for a short "
+        "hand-made list such as the generic words a guideline annotates on their own "
+        "(NCBI-disease labels a bare 'cancer' or 'tumor').",
+    )
 
 
 class LexiconFilters(Strict):
