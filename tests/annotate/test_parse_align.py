@@ -8,7 +8,7 @@ import pytest
 
 from raysynth.annotate.align import align, find_spans
 from raysynth.annotate.config import MergeConfig, Strategy
-from raysynth.annotate.merge import Answer, decide, extend_over_qualifiers, merge_note, vote
+from raysynth.annotate.merge import Answer, decide, merge_note, vote
 from raysynth.annotate.parse import parse_inline, parse_json, parse_tokens
 from raysynth.annotate.prompts import PromptBuilder, json_schema, render_answer
 from raysynth.documents import Document, Entity
@@ -202,27 +202,3 @@ def test_vote_and_quarantine_reasons():
     assert decide([Answer((), 0, 0, None)], [], [seed], no_llm)[0] == "quarantined"
     agreed, _ = merge_note([seed], [Answer((b,), 1, 0, None)], [], merge)
     assert [e.source for e in agreed] == ["seed+llm"]
-
-
-def test_spans_extend_over_a_guidelines_qualifiers():
-    """'hereditary breast cancer' is one mention for NCBI-disease, but the dictionary finds
-    'breast cancer': the qualifiers right before a span join it, never a word that only ends
-    in one, never into the span before."""
-    text = (
-        "X - linked autosomal dominant hereditary breast cancer, nonhereditary gout, "
-        "X-linked anemia."
-    )
-    found = {w: text.index(w) for w in ("breast cancer", "gout", "X-linked", "anemia")}
-    entities = [
-        Entity(found["breast cancer"], found["breast cancer"] + 13, "Disease", source="kb"),
-        Entity(found["gout"], found["gout"] + 4, "Disease", source="seed"),
-        Entity(found["X-linked"], found["X-linked"] + 8, "Disease", source="kb"),
-        Entity(found["anemia"], found["anemia"] + 6, "Disease", source="kb"),
-    ]
-    qualifiers = ["hereditary", "autosomal dominant", "X-linked"]
-    extended = extend_over_qualifiers(text, entities, qualifiers)
-    assert [e.text for e in extended] == [
-        "X - linked autosomal dominant hereditary breast cancer", None, None, None,
-    ]  # fmt: skip
-    assert [(e.start, e.end) for e in extended[1:]] == [(e.start, e.end) for e in entities[1:]]
-    assert extend_over_qualifiers(text, entities, []) == entities

@@ -98,14 +98,6 @@ class MergeConfig(Strict):
     overlap: Literal["longest", "first"] = Field(
         default="longest", description="Which of two overlapping spans is kept."
     )
-    # Left out of dumps while empty: the digests of cells made before it stay the same.
-    qualifiers: list[str] = Field(
-        default_factory=list,
-        exclude_if=lambda qualifiers: not qualifiers,
-        description="Words a target guideline counts as part of the mention they precede "
-        "(NCBI-disease: 'hereditary breast cancer'); each kept span is extended over those "
-        "written right before it. Empty keeps the spans as their sources gave them.",
-    )
 
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]

@@ -8,10 +8,9 @@ the configured policy (raysynth.alignment.resolve_overlaps), since flat tags all
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from raysynth.alignment import resolve_overlaps
 from raysynth.annotate.config import MergeConfig
@@ -75,30 +74,6 @@ def merge_note(
     if "kb" in config.sources:
         by_source["kb"] = kb
     return combine(by_source, config.overlap)
-
-
-def extend_over_qualifiers(
-    text: str, entities: Sequence[Entity], qualifiers: Sequence[str]
-) -> list[Entity]:
-    """Each span started earlier over the qualifiers written right before it, any number of
-    them ('autosomal dominant hereditary ...'), case-insensitive, a hyphen with or without
-    spaces. The seeds and the dictionary give lexicon-shaped spans; a guideline that labels
-    'hereditary breast cancer' whole would otherwise be taught that the qualifier is outside.
-    A span never grows into the one before it."""
-    if not qualifiers:
-        return list(entities)
-    words = "|".join(re.escape(q).replace(r"\-", r"\s*-\s*") for q in qualifiers)
-    before = re.compile(rf"(?<![\w-])(?:{words})\s+$", re.IGNORECASE)
-    extended: list[Entity] = []
-    for entity in sorted(entities, key=lambda e: e.start):
-        floor = extended[-1].end if extended else 0
-        start = entity.start
-        while found := before.search(text, floor, start):
-            start = found.start()
-        if start != entity.start:
-            entity = replace(entity, start=start, text=text[start : entity.end])
-        extended.append(entity)
-    return extended
 
 
 def decide(

@@ -27,7 +27,7 @@ from raysynth.annotate.align import align
 from raysynth.annotate.augment import Augmenter
 from raysynth.annotate.config import AnnotateConfig, KnowledgeBase, Strategy, check_privacy
 from raysynth.annotate.kb import hints
-from raysynth.annotate.merge import Answer, decide, extend_over_qualifiers, merge_note
+from raysynth.annotate.merge import Answer, decide, merge_note
 from raysynth.annotate.parse import PARSERS
 from raysynth.annotate.prompts import PromptBuilder, json_schema
 from raysynth.documents import Entity
@@ -406,7 +406,6 @@ class AnnotationWriter(ShardGatherer):
         seeds = [Entity.from_row(e) for e in first["seeds"]]
         kb = [Entity.from_row(e) for e in first["kb_entities"]]
         entities, _ = merge_note(seeds, answers, kb, self.config.merge)
-        entities = extend_over_qualifiers(first["text"], entities, self.config.merge.qualifiers)
         status, reason = decide(answers, entities, seeds, self.config.merge)
         return {**out, "entities": [e.to_row() for e in entities], "status": status,
                 "reason": reason}  # fmt: skip
