@@ -11,7 +11,7 @@ import yaml
 from raysynth.config import load_config
 from raysynth.errors import ConfigError
 from raysynth.generate.lexicon import keep_term, load_lexicon
-from raysynth.generate.prompts import Expander, write_prompt_shards
+from raysynth.generate.prompts import Expander, load_template, write_prompt_shards
 from raysynth.generate.recipe import LexiconFile, LexiconFilters, Recipe, recipe_hash
 from raysynth.schema import PROMPTS
 from tests.generate.conftest import recipe_dict
@@ -81,6 +81,23 @@ def test_negative_terms_are_asked_for_but_never_seeds(tmp_path):
         assert len(asked) == (1 if row["seed_entities"] else 0)
         assert not {s["text"] for s in row["seed_entities"]} & set(PROTEINS)
     assert any(not row["seed_entities"] for row in rows)  # no-seed prompts exist, bare
+
+
+def test_unseeded_negatives_ask_for_the_terms_and_no_entity(tmp_path):
+    """Prompts with no seed get the negatives too, and keep the ban on naming an entity:
+    sentences about genes with nothing to label."""
+    raw = {**_with_negatives(tmp_path, per_note=[1, 1]), "no_seed_fraction": 0.5}
+    recipe = Recipe.model_validate({**raw, "unseeded_negatives": True})
+    parts = load_template(recipe.template).parts
+    rows = _rows(recipe, 40)
+    unseeded = [r["messages"][1]["content"] for r in rows if not r["seed_entities"]]
+    assert unseeded
+    for user in unseeded:
+        asked = [p for p in PROTEINS if p in user]
+        assert len(asked) == 1
+        assert parts["seeds"].split("{mentions}")[0] + asked[0] in user
+        assert parts["no_seeds"] in user
+    assert recipe_hash(recipe) != recipe_hash(Recipe.model_validate(raw))
 
 
 def test_recipes_without_the_later_fields_keep_their_hash(small_recipe, tmp_path):

@@ -92,12 +92,13 @@ class Expander:
             "age": rng.randint(*recipe.patient.age),
             "sex": rng.choice(recipe.patient.sexes),
             "max_words": recipe.max_words,
-            "mentions": ", ".join(self._mentions(rng, seeds)),
+            "mentions": ", ".join(self._mentions(rng, seeds)),  # after age, sex: same rng order
             "definitions": "; ".join(f"{t.label}: {t.definition}" for t in recipe.entity_types),
         }
-        fields["seed_instruction"] = (parts["seeds"] if seeds else parts["no_seeds"]).format(
-            **fields
-        )
+        # Negatives without seeds: the terms to contain, and the ban on naming an entity.
+        instruction = [parts["seeds"]] if fields["mentions"] else []
+        instruction += [] if seeds else [parts["no_seeds"]]
+        fields["seed_instruction"] = " ".join(instruction).format(**fields)
         row: dict[str, Any] = {"note_id": nid, "messages": None, "prompt": None}
         if recipe.prompt_style == "chat":
             row["messages"] = [
@@ -116,9 +117,10 @@ class Expander:
 
     def _mentions(self, rng: random.Random, seeds: list[dict[str, str]]) -> list[str]:
         """What a seeded prompt asks the model to write: the seeds, and the recipe's unlabelled
-        negative terms among them in random order."""
+        negative terms among them in random order (with `unseeded_negatives`, also without
+        seeds)."""
         mentions = [s["text"] for s in seeds]
-        if seeds and self.negatives:
+        if (seeds or self.recipe.unseeded_negatives) and self.negatives:
             for source, lexicon in zip(self.recipe.negatives, self.negatives, strict=True):
                 mentions += lexicon.sample(rng, rng.randint(*source.per_note))
             rng.shuffle(mentions)

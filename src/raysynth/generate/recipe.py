@@ -177,6 +177,15 @@ class Recipe(TermSampling):
         le=1.0,
         description="Share of prompts with no seeded term (negative examples).",
     )
+    # Left out of dumps while false, as `LexiconFile.unfiltered` is.
+    unseeded_negatives: bool = Field(
+        default=False,
+        exclude_if=lambda unseeded: not unseeded,
+        description="Also ask for the negatives' terms in the prompts with no seed, which "
+        "must then contain them and name no entity: sentences about genes and mutations with "
+        "nothing to label, the context where models trained without them tag genetics words "
+        "of real abstracts.",
+    )
     template: str = Field(
         default="note_v1",
         pattern=r"^[a-z0-9_]+$",
