@@ -127,16 +127,19 @@ def test_tree_prefixes_keep_one_branch_of_mesh(shared_data):
 
 def test_an_unfiltered_file_keeps_generic_words(tmp_path):
     """A guideline's own short list ('tumor', 'cancer') passes the filters that drop such
-    words from the big lexicons; the other files are still filtered."""
+    words from the big lexicons, and keeps its case (a gene symbol is not FDA upper case);
+    the other files are still filtered and normalised."""
     guideline = tmp_path / "generic.txt"
-    guideline.write_text("tumor\ncancer\n")
+    guideline.write_text("tumor\ncancer\nCDKN2A\n")
     big = tmp_path / "big.txt"
-    big.write_text("pain\nbreast cancer\n")
+    big.write_text("pain\nbreast cancer\nACETAMINOPHEN\n")
     files = [LexiconFile(path=big), LexiconFile(path=guideline, unfiltered=True)]
     lexicon = load_lexicon(files, LexiconFilters(), field="t")
-    assert lexicon.terms == ("breast cancer", "tumor", "cancer")
+    assert lexicon.terms == ("breast cancer", "acetaminophen", "tumor", "cancer", "CDKN2A")
+    generic = tmp_path / "generic_only.txt"
+    generic.write_text("tumor\ncancer\n")
     with pytest.raises(ConfigError, match="no usable term left"):
-        load_lexicon([LexiconFile(path=guideline)], LexiconFilters(), field="t")
+        load_lexicon([LexiconFile(path=generic)], LexiconFilters(), field="t")
 
 
 def test_lexicon_filters_and_weighting(shared_data):

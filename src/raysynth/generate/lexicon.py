@@ -177,7 +177,8 @@ def load_terms(files, filters, *, field: str) -> list[str]:
             message = f"{where}.{field_name}: {spec.path} has no column {missing.args[0]!r}"
             raise ConfigError(message) from None
         for term in raw:
-            term = term if spec.symbols_only else normalise(term)
+            # 'As written': a hand-made list's 'CDKN2A' must not become FDA-style 'cdkn2a'.
+            term = term if spec.symbols_only or spec.unfiltered else normalise(term)
             usable = filters is None or spec.unfiltered or keep_term(term, filters)
             if usable and term.lower() not in seen:
                 seen.add(term.lower())
