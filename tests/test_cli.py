@@ -98,6 +98,22 @@ def test_evaluate_and_compare_commands(shared_data, tiny_ner_random, tmp_path):
     assert (tmp_path / "cmp" / "learning_curve.png").stat().st_size > 0
 
 
+def test_evaluate_scores_a_model_with_a_grids_lexicons(shared_data, tiny_ner_random, tmp_path):
+    """A grid as CONFIG: its base's annotate.kb is combined with the model, output in --out."""
+    blocks = (shared_data / "ncbi_disease/conll/devel.tsv").read_text().split("\n\n")[:20]
+    sample = tmp_path / "dev.tsv"
+    sample.write_text("\n\n".join(blocks) + "\n\n")
+    out = tmp_path / "runs" / "hybrid"
+    grid = REPO / "jobs/configs/experiments/tang.yaml"
+    args = ["--model", str(tiny_ner_random), "--test", str(sample), "--out", str(out)]
+    result = raysynth("evaluate", str(grid), *args, "--dictionary", "union")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((out / "report" / "dev" / "report.json").read_text())
+    assert report["dictionary"] == "union"
+    assert "(evaluate.dictionary): union" in (out / "report/dev/report.md").read_text()
+    assert report["documents"]["total"] == 20
+
+
 def test_evaluate_without_model_or_config_is_a_clear_error(tmp_path):
     result = raysynth("evaluate", "--test", str(tmp_path / "x.tsv"))
     assert result.returncode == 2

@@ -95,12 +95,16 @@ def _parser() -> argparse.ArgumentParser:
         "write the predictions table and a report (JSON, Markdown, PNG) per test set. With "
         "CONFIG: the run's model and test_sets; --model and --test override them.",
     )
-    evaluate.add_argument("config", nargs="?", help="run config (YAML)")
+    evaluate.add_argument(
+        "config", nargs="?", help="run config, or experiment grid (its base; output: --out)"
+    )
     evaluate.add_argument("--model", help="Hugging Face model folder")
     evaluate.add_argument("--test", nargs="+", metavar="PATH", help="test set file(s) or folders")
     evaluate.add_argument("--format", choices=FORMATS, help="format of the --test files")
     evaluate.add_argument("--label-map", help="test label -> model label: FROM=TO,FROM=TO")
-    evaluate.add_argument("--out", default="runs/evaluate", help="output folder without CONFIG")
+    evaluate.add_argument(
+        "--out", default="runs/evaluate", help="output folder without CONFIG or with a grid"
+    )
     evaluate.add_argument(
         "--llm",
         action="store_true",
@@ -113,6 +117,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="score the predictions as they are, without the abbreviation step "
         "(evaluate.abbreviations)",
+    )
+    evaluate.add_argument(
+        "--dictionary",
+        choices=["off", "repair", "union"],
+        help="combine the model with CONFIG's annotate.kb lexicons: repair its boundaries, "
+        "or also add the matches it misses (evaluate.dictionary; default: the config's, off)",
     )
     evaluate.set_defaults(handler=_evaluate)
 
@@ -258,7 +268,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     from raysynth.errors import ConfigError
     from raysynth.evaluate.job import evaluate
 
-    if args.config:
+    if args.config and _is_grid(args.config):
+        # An experiment grid: its base's test sets, evaluate and annotate.kb, written to --out.
+        from raysynth.experiment.config import load_grid
+
+        out = {"name": Path(args.out).name, "storage": Path(args.out).parent}
+        config = load_grid(args.config).base.model_copy(update=out)
+    elif args.config:
         config = load_config(args.config)
     elif args.model and args.test:
         config = RunConfig(name=Path(args.out).name, storage=Path(args.out).parent)
@@ -272,14 +288,26 @@ def _evaluate(args: argparse.Namespace) -> int:
         cfg = cfg.model_copy(update={"label_map": parse_label_map(args.label_map)})
     if args.no_abbreviations:
         cfg = cfg.model_copy(update={"abbreviations": False})
+    if args.dictionary:
+        cfg = cfg.model_copy(update={"dictionary": args.dictionary})
     if args.llm:
         return _evaluate_llm(config, cfg, tests, args.limit)
     with _stage_session(config) as storage:
         model = args.model or cfg.model or str(storage.local / "model")
-        results = evaluate(cfg, model, tests, storage.local, storage=storage)
+        kb = config.annotate.kb if config.annotate else None
+        results = evaluate(cfg, model, tests, storage.local, storage=storage, kb=kb)
     for result in results:
         print(f"{result.name}: F1 {result.f1_strict:.4f}; report {result.report['markdown']}")
     return 0
+
+
+def _is_grid(path: str) -> bool:
+    """An experiment grid has `sizes`, which no run config has."""
+    from pathlib import Path
+
+    from raysynth.config_base import read_yaml_mapping
+
+    return "sizes" in read_yaml_mapping(Path(path), "config")
 
 
 def _evaluate_llm(config: Any, cfg: Any, tests: list, limit: int | None) -> int:

@@ -219,7 +219,8 @@ def _evaluate(config: RunConfig, storage: RunStorage) -> StageReport:
         return StageReport("evaluate", "skipped", "already done with this config and model")
     from raysynth.evaluate.job import evaluate
 
-    results = evaluate(config.evaluate, model, config.test_sets, run_dir, storage=storage)
+    kb = config.annotate.kb if config.annotate else None
+    results = evaluate(config.evaluate, model, config.test_sets, run_dir, storage=storage, kb=kb)
     mark_finished(run_dir, "evaluate", key)
     return StageReport(
         "evaluate",

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from raysynth.config_base import Strict, location, resolve_path
+from raysynth.evaluate.dictionary import DictionaryMode
 
 
 class EvaluateConfig(Strict):
@@ -37,6 +38,17 @@ class EvaluateConfig(Strict):
         "and loses its predictions where its long form has none (evaluate/abbreviations.py); "
         "applied to the model, the dictionary and the LLM baselines alike. false: the "
         "predictions as they are.",
+    )
+    # Left out of dumps while "off", so that the digests of experiment cells scored before the
+    # field existed still match.
+    dictionary: DictionaryMode = Field(
+        default="off",
+        exclude_if=lambda mode: mode == "off",
+        description="Combine the model's predictions with the matches of the run's "
+        "`annotate.kb` lexicons: 'repair' replaces a prediction by a longer dictionary match "
+        "it overlaps (boundaries only), 'union' also adds every match no prediction overlaps "
+        "(evaluate/dictionary.py). Applied before the abbreviation step. 'off': the model "
+        "alone, what an experiment's synthetic-only figures are.",
     )
     label_map: dict[str, str] = Field(
         default_factory=dict,

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from raysynth.annotate.config import KnowledgeBase
 from raysynth.config import TestSet
 from raysynth.dataset import load_documents
 from raysynth.errors import ConfigError
@@ -53,19 +54,31 @@ def evaluate(
     run_dir: Path,
     *,
     storage: RunStorage | None = None,
+    kb: KnowledgeBase | None = None,
 ) -> list[Evaluation]:
     """Score the model folder `model_dir` (on this machine) on each test set; `storage`
-    says where workers on other nodes find the run (default: `run_dir` itself)."""
+    says where workers on other nodes find the run (default: `run_dir` itself); `kb`: the
+    lexicons `cfg.dictionary` combines with the model (the run's `annotate.kb`)."""
     storage = storage or RunStorage(Path(run_dir).resolve())
     labels = model_labels(model_dir)
+    if cfg.dictionary != "off" and kb is None:
+        raise ConfigError(
+            f"evaluate.dictionary: {cfg.dictionary!r} needs lexicons: give the run config an "
+            "annotate.kb, or set evaluate.dictionary to 'off'"
+        )
     for test in tests:
         if "://" not in str(test.path) and not Path(test.path).exists():
             raise ConfigError(f"test_sets: {test.name}: {test.path} does not exist")
-    return [_one(cfg, model_dir, labels, test, storage) for test in tests]
+    return [_one(cfg, model_dir, labels, test, storage, kb) for test in tests]
 
 
 def _one(
-    cfg: EvaluateConfig, model_dir: str, labels: list[str], test: TestSet, storage: RunStorage
+    cfg: EvaluateConfig,
+    model_dir: str,
+    labels: list[str],
+    test: TestSet,
+    storage: RunStorage,
+    kb: KnowledgeBase | None,
 ) -> Evaluation:
     started = time.monotonic()
     docs, read = load_documents(test, block_rows=cfg.batch_size)
@@ -75,7 +88,7 @@ def _one(
     # write_parquet adds files to a folder: a rerun must not score the old ones too.
     clear(out)
     model = storage.shared(Path(model_dir).resolve())
-    _predict(cfg, model, test, docs).write_parquet(out)
+    _predict(cfg, model, test, docs, kb).write_parquet(out)
     tally = tally_predictions(cfg, labels, out, read.used)
     if tally.docs != read.used:
         raise RuntimeError(f"{test.name}: {read.used} documents in, {tally.docs} scored")
@@ -85,6 +98,7 @@ def _one(
         "model_labels": labels,
         "label_map": dict(cfg.label_map),
         "abbreviations": cfg.abbreviations,
+        "dictionary": cfg.dictionary,
     }
     report = build_report(test.name, tally, meta)
     paths = write_report(report, storage.local / "report" / test.name)
@@ -100,7 +114,9 @@ def _one(
     return Evaluation(test.name, f1, out, paths, round(time.monotonic() - started, 2), counts)
 
 
-def _predict(cfg: EvaluateConfig, model_dir: str, test: TestSet, docs: Any) -> Any:
+def _predict(
+    cfg: EvaluateConfig, model_dir: str, test: TestSet, docs: Any, kb: KnowledgeBase | None
+) -> Any:
     from ray.data import ActorPoolStrategy
 
     from raysynth.dataset import label_map_for
@@ -112,6 +128,8 @@ def _predict(cfg: EvaluateConfig, model_dir: str, test: TestSet, docs: Any) -> A
         "label_map": label_map_for(test, cfg.label_map),
         "use_gpu": cfg.use_gpu,
         "abbreviations": cfg.abbreviations,
+        "kb": kb,
+        "dictionary": cfg.dictionary,
     }
     # A batch is a block (`load_documents` cuts blocks of cfg.batch_size documents or more): with a
     # batch size here, Ray Data would bundle the small upstream slice rows up to it and hand

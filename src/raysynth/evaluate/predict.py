@@ -1,6 +1,6 @@
 """Test documents -> predictions: windows with stride over each text, a token-classification
 model, and the one decoder of `raysynth.alignment` back to the test set's own tokens and to
-character spans.
+character spans; with `evaluate.dictionary`, combined there with the lexicons' matches.
 
 `Predictor` is a plain callable (model loaded once in `__init__`), run by Ray Data in an actor
 pool and directly by tests. Input columns: `doc_id`, `text`, `entities` (gold), `tokens` and
@@ -26,6 +26,7 @@ from raysynth.alignment import (
 )
 from raysynth.documents import Document, Entity
 from raysynth.evaluate.abbreviations import propagate_abbreviation_tags
+from raysynth.evaluate.dictionary import DictionaryMode, combine
 from raysynth.schema import PREDICTIONS
 from raysynth.storage import fetch
 
@@ -88,9 +89,15 @@ class Predictor:
         label_map: dict[str, str] | None = None,
         use_gpu: bool = False,
         abbreviations: bool = False,
+        kb: Any = None,
+        dictionary: DictionaryMode = "off",
     ) -> None:
+        """`kb` (an `annotate.config.KnowledgeBase`) is read here, once per actor, when
+        `dictionary` is not "off"."""
         import torch
         from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+        from raysynth.annotate.kb import DictionaryMatcher
 
         self.torch = torch
         self.device = torch.device("cuda" if use_gpu else "cpu")
@@ -102,6 +109,10 @@ class Predictor:
         self.model_labels = {tag.split("-", 1)[1] for tag in self.id2label.values() if "-" in tag}
         self.label_map = label_map or {}
         self.abbreviations = abbreviations
+        self.dictionary = dictionary
+        self.matcher = None
+        if dictionary != "off":
+            self.matcher = DictionaryMatcher.from_lexicons(kb.lexicons, kb.filters)
         self.max_length = max_length
         self.stride = stride
 
@@ -152,8 +163,18 @@ class Predictor:
         word_spans = word_spans if word_spans is not None else default_tokenize(text)
         gold_entities = [self._gold(e) for e in gold] if gold is not None else []
         pred_tags, unseen = window_word_predictions(windows, word_spans)
+        if self.matcher is not None:
+            pred_tags = self._with_dictionary(text, pred_tags, word_spans)
         doc = Document(str(doc_id), text, gold_entities, tokens, word_spans)
         return prediction_row(doc, pred_tags, self.model_labels, unseen, self.abbreviations)
+
+    def _with_dictionary(
+        self, text: str, pred_tags: list[str], word_spans: list[tuple[int, int]]
+    ) -> list[str]:
+        predicted, _ = tags_to_entities(pred_tags, word_spans, text)
+        matches = [m for m in self.matcher.match(text) if m.label in self.model_labels]
+        tags, _ = entities_to_tags(combine(predicted, matches, self.dictionary), word_spans)
+        return tags
 
     def _gold(self, raw: Any) -> Entity:
         entity = raw if isinstance(raw, Entity) else Entity.from_row(raw)

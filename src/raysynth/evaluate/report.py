@@ -65,6 +65,8 @@ def markdown(report: dict[str, Any]) -> str:
     if "abbreviations" in report:
         step = "on" if report["abbreviations"] else "off"
         lines.append(f"- abbreviation step (evaluate.abbreviations): {step}")
+    if report.get("dictionary", "off") != "off":
+        lines.append(f"- combined with the lexicons (evaluate.dictionary): {report['dictionary']}")
     if ci:
         lines.append(
             f"- strict F1 95% interval (bootstrap over documents): {ci[0]:.4f} to {ci[1]:.4f}"

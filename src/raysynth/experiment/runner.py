@@ -200,7 +200,8 @@ def _train_and_evaluate(cell: Cell, plan: Plan) -> str:
         _mark(cell.run_dir, trained=trained)
     base = plan.grid.base
     model = str(cell.run_dir / "model")
-    evaluations = evaluate(base.evaluate, model, base.test_sets, cell.run_dir)
+    kb = base.annotate.kb if base.annotate else None
+    evaluations = evaluate(base.evaluate, model, base.test_sets, cell.run_dir, kb=kb)
     reports = {e.name: str(e.report["json"]) for e in evaluations}
     _mark(cell.run_dir, result={**trained, "reports": reports})
     return "; ".join(f"{e.name}: F1 {e.f1_strict:.4f}" for e in evaluations)
