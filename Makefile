@@ -6,6 +6,14 @@ TORCH ?= torch==2.13.0
 EXTRAS ?= local,dev
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+# llama-cpp-python compiles llama.cpp for this CPU (-march=native). Where the CPU lists AMX but
+# the kernel or hypervisor does not grant its tile state, its AMX matrix kernels crash the
+# server at the first token (SIGSEGV in ggml_backend_amx_mul_mat, seen on this project's
+# machines): build without them; AVX-512 and AVX2 stay.
+ifeq ($(shell uname -m),x86_64)
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+export CMAKE_ARGS ?= -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
+endif
 
 .PHONY: setup test demo lint clean
 
