@@ -189,6 +189,14 @@ LOCAL = {"kind": "local"}
             r"grid\.yaml: baselines\.llm\.annotators: unknown name\(s\) nobody",
         ),
         ({"baselines": {"supervised": {"data": "missing.tsv"}}}, r"baselines\.supervised\.data"),
+        (
+            {"self_training": {"text": "missing.tsv", "teachers": ["base-n4-plain-minilm"]}},
+            r"self_training\.text: .*missing\.tsv does not exist",
+        ),
+        (
+            {"self_training": {"text": "test.tsv", "teachers": ["base-n5-plain-minilm"]}},
+            r"self_training\.teachers: no cell named base-n5-plain-minilm",
+        ),
     ],
 )
 def test_grid_errors_name_the_field(tmp_path, change, message):
@@ -196,7 +204,7 @@ def test_grid_errors_name_the_field(tmp_path, change, message):
     grid.update(change)
     grid = {k: v for k, v in grid.items() if v is not ...}  # ...: the field left out
     with pytest.raises(ConfigError, match=message):
-        load_grid(write_grid(tmp_path, grid))
+        build_plan(load_grid(write_grid(tmp_path, grid)))
 
 
 def test_base_section_errors_name_the_field(tmp_path):
@@ -260,6 +268,15 @@ def test_plan_axes_multiply_and_only_keeps_what_a_cell_needs(tmp_path, tiny_bert
     assert unseeded.generate.recipe.no_seed_fraction == 1.0
     assert [b.name for b in plan.baselines] == ["dictionary", "llm-plain"]
 
+    grid["self_training"] = {"text": "real_train.tsv", "teachers": ["seeded-n8-plain-tiny-s1"]}
+    plan = build_plan(load_grid(write_grid(tmp_path, grid)))
+    [student] = [c for c in plan.cells if c.kind == "self-trained"]
+    assert student.name == "seeded-n8-plain-tiny-s1-self"
+    assert (student.teacher.name, student.size, student.recipe) == (student.name[:-5], 8, "seeded")
+    assert student.train.data.path == student.run_dir / "train-data"
+    # A student needs its teacher's model: --only a student runs the teacher too.
+    assert [c.name for c in plan.only([student.name]).cells] == [student.teacher.name, student.name]
+
     one = plan.only(["unseeded-n4-hints-tiny-s2", "dictionary"])
     assert [c.name for c in one.cells] == ["unseeded-n4-hints-tiny-s2"]
     assert [a.annotator for a in one.annotations] == ["hints"]
@@ -310,15 +327,18 @@ def test_tiny_grid_runs_resumes_and_reports(ray_session, tiny_bert, tmp_path):
         grid["sizes"] = [4]
         grid["baselines"]["llm"]["annotators"] = ["hints"]
         del grid["baselines"]["supervised"]
+        teacher = "base-n4-hints-tiny_bert0"
+        grid["self_training"] = {"text": "real_train.tsv", "teachers": [teacher], "limit": 30}
         path = write_grid(tmp_path, grid)
         first = run_plan(build_plan(load_grid(path)))
         assert not first.failed, first.failed
         calls = llm.calls
         models = {p: p.stat().st_mtime_ns for p in first.exp_dir.glob("*/*/model/*.safetensors")}
+        check_student(first.exp_dir / "cells", teacher)
 
         second = run_plan(build_plan(load_grid(path)))
         assert {o.status for o in second.outcomes} == {"skipped"}
-        assert len(second.outcomes) == 1 + 2  # 1 training, dictionary and LLM baselines
+        assert len(second.outcomes) == 2 + 2  # teacher and student, dictionary and LLM
         assert llm.calls == calls  # no LLM call: no generation, annotation or baseline ran
         assert models and models == {p: p.stat().st_mtime_ns for p in models}
         rows = json.loads((first.exp_dir / "results.json").read_text())
@@ -346,9 +366,21 @@ def test_tiny_grid_runs_resumes_and_reports(ray_session, tiny_bert, tmp_path):
         sources = label_sources(first.exp_dir / "annotations/base/hints/annotations")
         assert sources and sources <= {"seed", "kb"}, sources
     check_rows(rows, path)
-    assert markdown.count("\n| synthetic |") == 1
+    assert markdown.count("\n| synthetic |") == markdown.count("\n| self-trained |") == 1
     for plot in ("learning_curve.png", "per_type.png"):
         assert (first.exp_dir / plot).stat().st_size > 1000
+
+
+def check_student(cells: Path, teacher: str) -> None:
+    """The student trained on the teacher's 30 labelled real sentences and its synthetic
+    notes; the labels carry no gold the real file holds."""
+    student = cells / f"{teacher}-self"
+    marker = json.loads((student / "experiment.json").read_text())["result"]
+    assert marker["labelled_documents"] == 30 and marker["labelled_mentions"] > 0
+    assert label_sources(student / "labels") == {"model"}
+    synthetic = sorted(p.name for p in (student / "train-data").glob("shard-*.parquet"))
+    assert synthetic == ["shard-00000.parquet"]  # the teacher's 4 notes
+    assert len(list((student / "train-data").glob("*.parquet"))) > 1
 
 
 def label_sources(annotations: Path) -> set[str]:
@@ -359,7 +391,7 @@ def label_sources(annotations: Path) -> set[str]:
 def check_rows(rows: list[dict], grid_path: Path) -> None:
     """One row per cell and baseline, scored on the test set, each with its command."""
     kinds = [r["kind"] for r in rows]
-    assert kinds.count("synthetic") == 1
+    assert kinds.count("synthetic") == kinds.count("self-trained") == 1
     assert kinds.count("dictionary") == kinds.count("llm") == 1
     for row in rows:
         assert row["test_set"] == "easy-test"
@@ -368,7 +400,7 @@ def check_rows(rows: list[dict], grid_path: Path) -> None:
     llm_row = next(r for r in rows if r["kind"] == "llm")
     assert (llm_row["documents"], llm_row["annotator"]) == (10, "hints/json-zero-kb")
     assert next(r for r in rows if r["kind"] == "dictionary")["f1"] > 0.9  # exact lexicon
-    assert {r["size"] for r in rows if r["kind"] == "synthetic"} == {4}
+    assert {r["size"] for r in rows if r["kind"] in ("synthetic", "self-trained")} == {4}
 
 
 def test_a_type_without_gold_is_reported_as_such(tmp_path):

@@ -16,6 +16,7 @@ from typing import Any
 
 from raysynth.annotate.config import KnowledgeBase
 from raysynth.config import TestSet
+from raysynth.config_base import CorpusRef
 from raysynth.dataset import load_documents
 from raysynth.errors import ConfigError
 from raysynth.evaluate.config import EvaluateConfig
@@ -88,7 +89,7 @@ def _one(
     # write_parquet adds files to a folder: a rerun must not score the old ones too.
     clear(out)
     model = storage.shared(Path(model_dir).resolve())
-    _predict(cfg, model, test, docs, kb).write_parquet(out)
+    predict(cfg, model, test, docs, kb).write_parquet(out)
     tally = tally_predictions(cfg, labels, out, read.used)
     if tally.docs != read.used:
         raise RuntimeError(f"{test.name}: {read.used} documents in, {tally.docs} scored")
@@ -114,9 +115,11 @@ def _one(
     return Evaluation(test.name, f1, out, paths, round(time.monotonic() - started, 2), counts)
 
 
-def _predict(
-    cfg: EvaluateConfig, model_dir: str, test: TestSet, docs: Any, kb: KnowledgeBase | None
+def predict(
+    cfg: EvaluateConfig, model_dir: str, test: CorpusRef, docs: Any, kb: KnowledgeBase | None
 ) -> Any:
+    """The `predictions` table of `docs` (a Dataset read from `test`), lazily: Ray Data runs
+    `Predictor` in a pool of `cfg.actors` actors when it is consumed."""
     from ray.data import ActorPoolStrategy
 
     from raysynth.dataset import label_map_for

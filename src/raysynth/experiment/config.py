@@ -37,6 +37,7 @@ from raysynth.annotate.config import (
 from raysynth.config import RunConfig, load_config
 from raysynth.config_base import CorpusRef, Strict, read_yaml_mapping, resolve_path
 from raysynth.errors import ConfigError
+from raysynth.evaluate.dictionary import DictionaryMode
 from raysynth.generate.config import GenerateConfig
 from raysynth.generate.recipe import Recipe, check_recipe
 from raysynth.llm.config import Backend
@@ -116,6 +117,38 @@ class SupervisedBaseline(Strict):
         return {"path": value} if isinstance(value, str) else value
 
 
+class SelfTraining(Strict):
+    """Cells trained on real text no one labelled, labelled by a synthetic cell's model with
+    the lexicons and the abbreviation step (raysynth/selftrain.py). A plain path for `text` is
+    short for `{path: ...}`."""
+
+    text: CorpusRef = Field(
+        description="Real text without labels (labels the file holds are dropped unread): "
+        "the notes the model is for, e.g. a corpus's train split."
+    )
+    teachers: list[Name] = Field(
+        min_length=1, description="Cells whose models label the text: one student each."
+    )
+    dictionary: DictionaryMode = Field(
+        default="union",
+        description="How the teacher uses the base's annotate.kb on the text "
+        "(evaluate.dictionary): 'union' labels the lexicons' matches it misses too.",
+    )
+    synthetic: bool = Field(
+        default=True,
+        description="The student also trains on the teacher's synthetic notes; false: on the "
+        "labelled real text alone.",
+    )
+    limit: PositiveInt | None = Field(
+        default=None, description="The first N documents of the text only."
+    )
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _path_shorthand(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+
 class Baselines(Strict):
     """Rows scored the same way as the cells, on the same test sets."""
 
@@ -158,6 +191,9 @@ class GridConfig(Strict):
         default=None, description="Recipe and training seeds; default the base's."
     )
     baselines: Baselines = Field(default_factory=Baselines)
+    self_training: SelfTraining | None = Field(
+        default=None, description="Students of cells, trained on real unlabelled text."
+    )
 
     @field_validator("storage")
     @classmethod
@@ -390,6 +426,21 @@ def _check(grid: Grid) -> None:
         data = resolve_path(grid.path.parent.resolve(), supervised.data.path)
         if "://" not in str(data) and not data.exists():
             raise ConfigError(f"{grid.path}: baselines.supervised.data: {data} does not exist")
+    _check_self_training(grid)
+
+
+def _check_self_training(grid: Grid) -> None:
+    selftrain = grid.config.self_training
+    if selftrain is None:
+        return
+    text = resolve_path(grid.path.parent.resolve(), selftrain.text.path)
+    if "://" not in str(text) and not text.exists():
+        raise ConfigError(f"{grid.path}: self_training.text: {text} does not exist")
+    if selftrain.dictionary != "off" and (grid.base.annotate is None or not grid.base.annotate.kb):
+        raise ConfigError(
+            f"{grid.path}: self_training.dictionary: {selftrain.dictionary!r} needs the base's "
+            "annotate.kb; give one, or set it to 'off'"
+        )
 
 
 def supervised_train(grid: Grid) -> TrainConfig | None:
@@ -405,6 +456,12 @@ def supervised_train(grid: Grid) -> TrainConfig | None:
         update["epochs"] = supervised.epochs
     train = grid.base.train.model_copy(update=update)
     return train.resolved(folder)
+
+
+def self_training_text(grid: Grid) -> CorpusRef:
+    """The self-training text, its path resolved against the grid file."""
+    text = grid.config.self_training.text
+    return text.model_copy(update={"path": resolve_path(grid.path.parent.resolve(), text.path)})
 
 
 def dictionary_kbs(grid: Grid) -> dict[str, KnowledgeBase]:

@@ -84,10 +84,11 @@ class Annotation:
 
 @dataclass(frozen=True)
 class Cell:
-    """One training + evaluation: a grid cell, or the supervised baseline (no annotation)."""
+    """One training + evaluation: a grid cell, a self-trained student of one (its teacher's
+    annotation and size), or the supervised baseline (no annotation)."""
 
     name: str
-    kind: str  # synthetic | supervised
+    kind: str  # synthetic | self-trained | supervised
     backbone: str
     train: TrainConfig
     run_dir: Path
@@ -95,6 +96,7 @@ class Cell:
     train_digest: str  # what the model depends on: same, and only evaluation is redone
     size: int | None = None
     annotation: Annotation | None = None
+    teacher: Cell | None = None
 
     @property
     def recipe(self) -> str | None:
@@ -142,7 +144,8 @@ class Plan:
         unknown = sorted(set(names) - set(self.names))
         if unknown:
             raise ConfigError(f"--only: no cell or baseline named {', '.join(unknown)}")
-        cells = [c for c in self.cells if c.name in names]
+        teachers = {c.teacher.name for c in self.cells if c.name in names and c.teacher}
+        cells = [c for c in self.cells if c.name in names or c.name in teachers]
         needed = {c.annotation.folder for c in cells if c.annotation}
         annotations = [a for a in self.annotations if a.folder in needed]
         corpora = {a.corpus.run_dir for a in annotations}
@@ -172,6 +175,7 @@ def build_plan(grid: Grid) -> Plan:
         for size in grid.sizes
         for backbone in grid.backbones
     ]
+    cells += _self_trained(grid, cells)
     cells += _supervised(grid)
     return Plan(grid, corpora, annotations, cells, _dictionaries(grid) + _llm(grid))
 
@@ -217,6 +221,52 @@ def _cell(grid: Grid, annotation: Annotation, size: int, backbone: str) -> Cell:
         name, "synthetic", backbone, train, run_dir, everything, digest(settings), size,
         annotation,
     )  # fmt: skip
+
+
+def _self_trained(grid: Grid, cells: list[Cell]) -> list[Cell]:
+    """One student per teacher cell, trained where the teacher was (same train settings) on
+    the text the teacher labelled, plus the teacher's synthetic notes unless told not to."""
+    selftrain = grid.config.self_training
+    if selftrain is None:
+        return []
+    kb = grid.base.annotate.kb if grid.base.annotate else None
+    by_name = {c.name: c for c in cells}
+    unknown = sorted(set(selftrain.teachers) - set(by_name))
+    if unknown:
+        raise ConfigError(
+            f"{grid.path}: self_training.teachers: no cell named {', '.join(unknown)} "
+            "(raysynth experiment GRID --plan lists them)"
+        )
+    students = []
+    for teacher in (by_name[name] for name in selftrain.teachers):
+        name = f"{teacher.name}-self"
+        run_dir = grid.exp_dir / "cells" / name
+        train = teacher.train.model_copy(
+            update={"data": CorpusRef(path=run_dir / "train-data", format="parquet")}
+        )
+        settings = {
+            "teacher": teacher.train_digest,
+            "self_training": selftrain.model_dump(mode="json", exclude={"teachers"}),
+            "labelled_with": _evaluation(grid)["evaluate"],
+            "kb": kb.model_dump(mode="json") if kb else None,
+            "train": train.model_dump(mode="json"),
+        }
+        everything = digest({**settings, **_evaluation(grid)})
+        students.append(
+            Cell(
+                name,
+                "self-trained",
+                teacher.backbone,
+                train,
+                run_dir,
+                everything,
+                digest(settings),
+                teacher.size,
+                teacher.annotation,
+                teacher,
+            )  # fmt: skip
+        )
+    return students
 
 
 def _supervised(grid: Grid) -> list[Cell]:

@@ -14,7 +14,9 @@ from typing import Any
 from raysynth.experiment.plan import Cell, Plan, ScoredBaseline
 from raysynth.experiment.runner import MARKER
 
-KIND_ORDER = {"synthetic": 0, "dictionary": 1, "llm": 2, "supervised": 3}
+KIND_ORDER = {"synthetic": 0, "self-trained": 1, "dictionary": 2, "llm": 3, "supervised": 4}
+# Kinds trained from a synthetic corpus of a given size: drawn as learning curves.
+CURVE_SUFFIX = {"synthetic": "", "self-trained": " + self-training"}
 BASELINE_STYLES = {"dictionary": "--", "llm": "-.", "supervised": ":"}
 
 
@@ -176,14 +178,15 @@ def _pyplot():
 
 
 def learning_curves(rows: list[dict[str, Any]], test: str) -> dict[str, list[tuple[int, float]]]:
-    """(size, F1) points per recipe/annotator/backbone line on one test set; several seeds
-    of a size are averaged."""
+    """(size, F1) points per recipe/annotator/backbone line on one test set, and one line
+    more for the self-trained students of its cells; several seeds of a size are averaged."""
     backbones = {r["backbone"] for r in rows if r["kind"] == "synthetic"}
     points: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        if r["kind"] == "synthetic" and r["test_set"] == test:
+        if r["kind"] in CURVE_SUFFIX and r["test_set"] == test:
             label = f"{r['recipe']} / {r['annotator']}"
             label += f" / {r['backbone']}" if len(backbones) > 1 else ""
+            label += CURVE_SUFFIX[r["kind"]]
             points[label][r["size"]].append(r["f1"])
     return {
         label: sorted((size, sum(f1s) / len(f1s)) for size, f1s in by_size.items())
@@ -220,9 +223,9 @@ def plot_learning_curve(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def _row_label(r: dict[str, Any]) -> str:
-    if r["kind"] == "synthetic":
+    if r["kind"] in CURVE_SUFFIX:
         seed = f" s{r['seed']}" if r["seed"] is not None else ""
-        return f"{r['recipe']}/{r['annotator']}/{r['backbone']}{seed}"
+        return f"{r['recipe']}/{r['annotator']}/{r['backbone']}{seed}{CURVE_SUFFIX[r['kind']]}"
     return r["annotator"] if r["kind"] == "llm" else r["name"]
 
 
@@ -233,7 +236,7 @@ def per_type_rows(rows: list[dict[str, Any]], test: str) -> list[dict[str, Any]]
     return [
         r
         for r in rows
-        if r["test_set"] == test and (r["kind"] != "synthetic" or r["size"] == largest)
+        if r["test_set"] == test and (r["kind"] not in CURVE_SUFFIX or r["size"] == largest)
     ]
 
 

@@ -196,7 +196,7 @@ def _train_and_evaluate(cell: Cell, plan: Plan) -> str:
     trained = _marker(cell.run_dir).get("trained")
     _mark(cell.run_dir, digest=cell.digest, train_digest=cell.train_digest, result=None)
     if trained is None:
-        trained = _train(cell)
+        trained = _train(cell, plan)
         _mark(cell.run_dir, trained=trained)
     base = plan.grid.base
     model = str(cell.run_dir / "model")
@@ -207,16 +207,48 @@ def _train_and_evaluate(cell: Cell, plan: Plan) -> str:
     return "; ".join(f"{e.name}: F1 {e.f1_strict:.4f}" for e in evaluations)
 
 
-def _train(cell: Cell) -> dict[str, Any]:
+def _train(cell: Cell, plan: Plan) -> dict[str, Any]:
     from raysynth.train.fit import train
 
-    if cell.annotation is not None:
+    labelled: dict[str, int] = {}
+    if cell.teacher is not None:
+        labelled = _self_training_set(cell, plan)
+    elif cell.annotation is not None:
         link_subset(cell.annotation, cell.size)
     trained = train(cell.train, cell.run_dir)
     return {
         "train_documents": trained.metrics["counts"]["train_documents"],
         "dev_f1": trained.metrics["best"]["eval_f1"],
+        **labelled,
     }
+
+
+def _self_training_set(cell: Cell, plan: Plan) -> dict[str, int]:
+    """The teacher's labels of the real text, linked beside the teacher's synthetic
+    training shards (unless `self_training.synthetic` is false) into `train.data`."""
+    from raysynth.experiment.config import self_training_text
+    from raysynth.selftrain import label_real_text, link_training_set
+
+    teacher = cell.teacher.run_dir / "model"
+    if not (teacher / "config.json").is_file():
+        raise RaysynthError(f"teacher {cell.teacher.name} has no model: its training failed")
+    selftrain = plan.grid.config.self_training
+    base = plan.grid.base
+    cfg = base.evaluate.model_copy(update={"dictionary": selftrain.dictionary})
+    kb = base.annotate.kb if base.annotate else None
+    text = self_training_text(plan.grid)
+    out = cell.run_dir / "labels"
+    labelled = label_real_text(cfg, str(teacher), text, out, kb, selftrain.limit)
+    print(
+        f"[experiment] {cell.name}: {cell.teacher.name} labelled {labelled.mentions} mentions "
+        f"in {labelled.documents} documents of {text.path}",
+        flush=True,
+    )
+    sources = [labelled.out_dir]
+    if selftrain.synthetic:
+        sources.append(link_subset(cell.annotation, cell.size))
+    link_training_set(Path(cell.train.data.path), sources)
+    return {"labelled_documents": labelled.documents, "labelled_mentions": labelled.mentions}
 
 
 def _run_baseline(outcomes: list[Outcome], baseline: ScoredBaseline, plan: Plan) -> None:
