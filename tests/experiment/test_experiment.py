@@ -194,8 +194,8 @@ LOCAL = {"kind": "local"}
             r"self_training\.text: .*missing\.tsv does not exist",
         ),
         (
-            {"self_training": {"text": "test.tsv", "teachers": ["base-n5-plain-minilm"]}},
-            r"self_training\.teachers: no cell named base-n5-plain-minilm",
+            {"self_training": {"text": "test.tsv", "teachers": ["base-n4-plain-minilm-self"]}},
+            r"self_training\.teachers: no cell named base-n4-plain-minilm-self before it",
         ),
     ],
 )
@@ -268,14 +268,16 @@ def test_plan_axes_multiply_and_only_keeps_what_a_cell_needs(tmp_path, tiny_bert
     assert unseeded.generate.recipe.no_seed_fraction == 1.0
     assert [b.name for b in plan.baselines] == ["dictionary", "llm-plain"]
 
-    grid["self_training"] = {"text": "real_train.tsv", "teachers": ["seeded-n8-plain-tiny-s1"]}
+    teacher = "seeded-n8-plain-tiny-s1"
+    grid["self_training"] = {"text": "real_train.tsv", "teachers": [teacher, f"{teacher}-self"]}
     plan = build_plan(load_grid(write_grid(tmp_path, grid)))
-    [student] = [c for c in plan.cells if c.kind == "self-trained"]
-    assert student.name == "seeded-n8-plain-tiny-s1-self"
-    assert (student.teacher.name, student.size, student.recipe) == (student.name[:-5], 8, "seeded")
-    assert student.train.data.path == student.run_dir / "train-data"
-    # A student needs its teacher's model: --only a student runs the teacher too.
-    assert [c.name for c in plan.only([student.name]).cells] == [student.teacher.name, student.name]
+    student, second = [c for c in plan.cells if c.kind == "self-trained"]
+    assert (student.name, second.name) == (f"{teacher}-self", f"{teacher}-self-self")
+    assert (student.teacher.name, second.teacher) == (teacher, student)
+    assert (second.size, second.recipe, second.annotation) == (8, "seeded", student.annotation)
+    assert second.train.data.path == second.run_dir / "train-data"
+    # A student needs its teacher's model: --only a student runs its teachers too.
+    assert [c.name for c in plan.only([second.name]).cells] == [teacher, student.name, second.name]
 
     one = plan.only(["unseeded-n4-hints-tiny-s2", "dictionary"])
     assert [c.name for c in one.cells] == ["unseeded-n4-hints-tiny-s2"]

@@ -144,8 +144,11 @@ class Plan:
         unknown = sorted(set(names) - set(self.names))
         if unknown:
             raise ConfigError(f"--only: no cell or baseline named {', '.join(unknown)}")
-        teachers = {c.teacher.name for c in self.cells if c.name in names and c.teacher}
-        cells = [c for c in self.cells if c.name in names or c.name in teachers]
+        wanted = set(names)
+        for cell in reversed(self.cells):  # a student comes after its teacher
+            if cell.name in wanted and cell.teacher is not None:
+                wanted.add(cell.teacher.name)
+        cells = [c for c in self.cells if c.name in wanted]
         needed = {c.annotation.folder for c in cells if c.annotation}
         annotations = [a for a in self.annotations if a.folder in needed]
         corpora = {a.corpus.run_dir for a in annotations}
@@ -225,20 +228,22 @@ def _cell(grid: Grid, annotation: Annotation, size: int, backbone: str) -> Cell:
 
 def _self_trained(grid: Grid, cells: list[Cell]) -> list[Cell]:
     """One student per teacher cell, trained where the teacher was (same train settings) on
-    the text the teacher labelled, plus the teacher's synthetic notes unless told not to."""
+    the text the teacher labelled, plus the teacher's synthetic notes unless told not to. A
+    teacher may be a student listed before it: `X-self` teaches `X-self-self`, a second
+    round."""
     selftrain = grid.config.self_training
     if selftrain is None:
         return []
     kb = grid.base.annotate.kb if grid.base.annotate else None
     by_name = {c.name: c for c in cells}
-    unknown = sorted(set(selftrain.teachers) - set(by_name))
-    if unknown:
-        raise ConfigError(
-            f"{grid.path}: self_training.teachers: no cell named {', '.join(unknown)} "
-            "(raysynth experiment GRID --plan lists them)"
-        )
     students = []
-    for teacher in (by_name[name] for name in selftrain.teachers):
+    for teacher_name in selftrain.teachers:
+        teacher = by_name.get(teacher_name)
+        if teacher is None:
+            raise ConfigError(
+                f"{grid.path}: self_training.teachers: no cell named {teacher_name} before it "
+                "(raysynth experiment GRID --plan lists them)"
+            )
         name = f"{teacher.name}-self"
         run_dir = grid.exp_dir / "cells" / name
         train = teacher.train.model_copy(
@@ -266,6 +271,7 @@ def _self_trained(grid: Grid, cells: list[Cell]) -> list[Cell]:
                 teacher,
             )  # fmt: skip
         )
+        by_name[name] = students[-1]
     return students
 
 
