@@ -368,7 +368,7 @@ def test_tiny_grid_runs_resumes_and_reports(ray_session, tiny_bert, tmp_path):
         sources = label_sources(first.exp_dir / "annotations/base/hints/annotations")
         assert sources and sources <= {"seed", "kb"}, sources
     check_rows(rows, path)
-    assert markdown.count("\n| synthetic |") == markdown.count("\n| self-trained |") == 1
+    assert markdown.count("\n| synthetic |") == markdown.count("\n| self-trained (round 1) |") == 1
     for plot in ("learning_curve.png", "per_type.png"):
         assert (first.exp_dir / plot).stat().st_size > 1000
 
@@ -394,6 +394,9 @@ def check_rows(rows: list[dict], grid_path: Path) -> None:
     """One row per cell and baseline, scored on the test set, each with its command."""
     kinds = [r["kind"] for r in rows]
     assert kinds.count("synthetic") == kinds.count("self-trained") == 1
+    assert {r["kind"]: r["rounds"] for r in rows} == {
+        "synthetic": 0, "self-trained": 1, "dictionary": 0, "llm": 0
+    }  # fmt: skip
     assert kinds.count("dictionary") == kinds.count("llm") == 1
     for row in rows:
         assert row["test_set"] == "easy-test"
@@ -419,7 +422,8 @@ def test_a_type_without_gold_is_reported_as_such(tmp_path):
     assert row["precision"] == 0.5  # the PROCEDURE prediction is still a false positive
     empty = ("recipe", "seed", "size", "annotator", "backbone", "train_documents", "f1_95ci")
     fields = {key: None for key in empty}
-    fields |= {"kind": "dictionary", "test_set": "bc5cdr-dev", "command": "-", "name": "d"}
+    fields |= {"kind": "dictionary", "rounds": 0, "test_set": "bc5cdr-dev", "command": "-"}
+    fields |= {"name": "d"}
     table = markdown([{**fields, **row}], "x")
     assert "DISEASE 0.000, DRUG 1.000, PROCEDURE no gold (1 predicted)" in table
     plot_per_type([{**fields, **row}], tmp_path / "per_type.png")

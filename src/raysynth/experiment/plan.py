@@ -110,6 +110,11 @@ class Cell:
     def annotator(self) -> str | None:
         return self.annotation.annotator if self.annotation else None
 
+    @property
+    def rounds(self) -> int:
+        """Rounds of self-training behind the model: 0 for a cell, 2 for `X-self-self`."""
+        return self.teacher.rounds + 1 if self.teacher else 0
+
 
 @dataclass(frozen=True)
 class ScoredBaseline:

@@ -16,7 +16,7 @@ from raysynth.experiment.runner import MARKER
 
 KIND_ORDER = {"synthetic": 0, "self-trained": 1, "dictionary": 2, "llm": 3, "supervised": 4}
 # Kinds trained from a synthetic corpus of a given size: drawn as learning curves.
-CURVE_SUFFIX = {"synthetic": "", "self-trained": " + self-training"}
+CURVE_KINDS = ("synthetic", "self-trained")
 BASELINE_STYLES = {"dictionary": "--", "llm": "-.", "supervised": ":"}
 
 
@@ -61,6 +61,7 @@ def _cell_rows(plan: Plan, cell: Cell) -> list[dict[str, Any]]:
             {
                 "name": cell.name,
                 "kind": cell.kind,
+                "rounds": cell.rounds,
                 "recipe": cell.recipe,
                 "seed": cell.seed,
                 "size": cell.size,
@@ -88,6 +89,7 @@ def _baseline_rows(plan: Plan, baseline: ScoredBaseline) -> list[dict[str, Any]]
                 {
                     "name": baseline.name,
                     "kind": baseline.kind,
+                    "rounds": 0,
                     "recipe": None,
                     "seed": None,
                     "size": None,
@@ -117,6 +119,7 @@ def collect_rows(plan: Plan) -> list[dict[str, Any]]:
             r["backbone"] or "",
             r["size"] or 0,
             r["seed"] or 0,
+            r["rounds"],
         ),
     )
 
@@ -158,7 +161,8 @@ def markdown(rows: list[dict[str, Any]], name: str) -> str:
         unscored = [f"{t} no gold ({n} predicted)" for t, n in r["no_gold"].items()]
         per_type = ", ".join(scored + unscored) or "-"
         recipe = r["recipe"] if r["seed"] is None else f"{r['recipe']} (seed {r['seed']})"
-        cells = [r["kind"], recipe, r["size"], r["annotator"], r["backbone"], r["test_set"],
+        kind = r["kind"] + (f" (round {r['rounds']})" if r["rounds"] else "")
+        cells = [kind, recipe, r["size"], r["annotator"], r["backbone"], r["test_set"],
                  r["documents"], r["train_documents"]]  # fmt: skip
         lines.append(
             "| " + " | ".join(_cell_text(c) for c in cells)
@@ -183,10 +187,10 @@ def learning_curves(rows: list[dict[str, Any]], test: str) -> dict[str, list[tup
     backbones = {r["backbone"] for r in rows if r["kind"] == "synthetic"}
     points: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        if r["kind"] in CURVE_SUFFIX and r["test_set"] == test:
+        if r["kind"] in CURVE_KINDS and r["test_set"] == test:
             label = f"{r['recipe']} / {r['annotator']}"
             label += f" / {r['backbone']}" if len(backbones) > 1 else ""
-            label += CURVE_SUFFIX[r["kind"]]
+            label += _self_training(r)
             points[label][r["size"]].append(r["f1"])
     return {
         label: sorted((size, sum(f1s) / len(f1s)) for size, f1s in by_size.items())
@@ -222,10 +226,15 @@ def plot_learning_curve(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def _self_training(r: dict[str, Any]) -> str:
+    rounds = r["rounds"]
+    return "" if not rounds else " + self-training" + (f" x{rounds}" if rounds > 1 else "")
+
+
 def _row_label(r: dict[str, Any]) -> str:
-    if r["kind"] in CURVE_SUFFIX:
+    if r["kind"] in CURVE_KINDS:
         seed = f" s{r['seed']}" if r["seed"] is not None else ""
-        return f"{r['recipe']}/{r['annotator']}/{r['backbone']}{seed}{CURVE_SUFFIX[r['kind']]}"
+        return f"{r['recipe']}/{r['annotator']}/{r['backbone']}{seed}{_self_training(r)}"
     return r["annotator"] if r["kind"] == "llm" else r["name"]
 
 
@@ -236,7 +245,7 @@ def per_type_rows(rows: list[dict[str, Any]], test: str) -> list[dict[str, Any]]
     return [
         r
         for r in rows
-        if r["test_set"] == test and (r["kind"] not in CURVE_SUFFIX or r["size"] == largest)
+        if r["test_set"] == test and (r["kind"] not in CURVE_KINDS or r["size"] == largest)
     ]
 
 
