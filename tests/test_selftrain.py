@@ -15,10 +15,11 @@ from raysynth.generate.recipe import LexiconFile
 from raysynth.schema import ANNOTATIONS
 from raysynth.selftrain import label_real_text, link_training_set
 
+# The words of the tiny model's corpus (tests.helpers), and two lexicon terms it never saw.
 TEXTS = [
-    "the nurse noted asthma and chronic heart failure today .",
-    "a report of gout and sarcoidosis in the clinic .",
-    "the scan was normal .",
+    "the nurse asthma today chronic heart failure .",
+    "a report gout clinic sarcoidosis .",
+    "the scan today .",
 ]
 
 
@@ -67,9 +68,14 @@ def test_the_model_and_the_lexicons_label_the_text_and_the_files_gold_is_dropped
         real_text,
         tmp_path / "labels",  # labelled again in place: the old shards go
         limit=2,
+        negatives=frozenset({"asthma"}),
     )
     found = labels(alone.out_dir)
-    assert set(found) == {"d0", "d1"} and "sarcoidosis" not in found["d1"]
+    assert set(found) == {"d0", "d1"}
+    assert "asthma" not in found["d0"] and "gout" in found["d1"]
+    reasons = {r["note_id"]: r["reason"] for r in pq.read_table(alone.out_dir).to_pylist()}
+    assert reasons == {"d0": "not labelled, negatives: asthma", "d1": None}
+    assert alone.with_negatives == 1
     with pytest.raises(ConfigError, match="'union' needs lexicons"):
         label_real_text(cfg, str(trained_tiny_ner), real_text, tmp_path / "x")
 

@@ -36,11 +36,13 @@ SOURCE = "model"
 
 @dataclass(frozen=True)
 class Labelled:
-    """What the teacher labelled: documents and the mentions it found in them."""
+    """What the teacher labelled: documents, the mentions kept in them, and the documents
+    where a label was dropped as a negative (their `reason` names the terms)."""
 
     out_dir: Path
     documents: int
     mentions: int
+    with_negatives: int = 0
 
 
 def label_real_text(
@@ -50,11 +52,13 @@ def label_real_text(
     out_dir: Path,
     kb: KnowledgeBase | None = None,
     limit: int | None = None,
+    negatives: frozenset[str] = frozenset(),
 ) -> Labelled:
     """Label the documents of `text` (its first `limit`) with the model in `model_dir`,
-    combined with `kb` as `cfg.dictionary` says, into an annotations table in `out_dir`.
-    Labels the file already holds are dropped before the model sees a row: this step must
-    never learn from a human annotation, whatever file it is given."""
+    combined with `kb` as `cfg.dictionary` says, into an annotations table in `out_dir`; a
+    label whose text is one of `negatives` (lower-cased) is dropped. Labels the file already
+    holds are dropped before the model sees a row: this step must never learn from a human
+    annotation, whatever file it is given."""
     from raysynth.evaluate.job import predict
 
     if cfg.dictionary != "off" and kb is None:
@@ -76,7 +80,9 @@ def label_real_text(
     )
     predictions = predict(cfg, model_dir, text, docs, kb)
     predictions.map_batches(
-        _as_annotations, fn_kwargs={"annotator": annotator}, batch_format="pyarrow"
+        _as_annotations,
+        fn_kwargs={"annotator": annotator, "negatives": negatives},
+        batch_format="pyarrow",
     ).write_parquet(str(out_dir))
     return _counted(out_dir)
 
@@ -86,20 +92,31 @@ def _without_labels(batch: pa.Table) -> pa.Table:
     return batch.set_column(batch.schema.get_field_index("entities"), "entities", empty)
 
 
-def _as_annotations(batch: pa.Table, annotator: str) -> pa.Table:
-    """`predictions` rows -> `annotations` rows: the predicted spans are the labels."""
-    rows = [
-        {
-            "note_id": row["doc_id"],
-            "text": row["text"],
-            "entities": [{**e, "source": SOURCE} for e in row["pred"] or []],
-            "status": STATUS_OK,
-            "reason": None,
-            "annotator": annotator,
-            "usage": None,
-        }
-        for row in batch.select(["doc_id", "text", "pred"]).to_pylist()
-    ]
+def _as_annotations(batch: pa.Table, annotator: str, negatives: frozenset[str]) -> pa.Table:
+    """`predictions` rows -> `annotations` rows: the predicted spans are the labels, but for
+    the negatives, which the row's `reason` names."""
+    rows = []
+    for row in batch.select(["doc_id", "text", "pred"]).to_pylist():
+        text = row["text"]
+        kept, dropped = [], []
+        for e in row["pred"] or []:
+            mention = text[e["start"] : e["end"]]
+            if mention.lower() in negatives:
+                dropped.append(mention)
+            else:
+                kept.append({**e, "source": SOURCE})
+        reason = f"not labelled, negatives: {'; '.join(dropped)}" if dropped else None
+        rows.append(
+            {
+                "note_id": row["doc_id"],
+                "text": text,
+                "entities": kept,
+                "status": STATUS_OK,
+                "reason": reason,
+                "annotator": annotator,
+                "usage": None,
+            }  # fmt: skip
+        )
     return pa.Table.from_pylist(rows, schema=ANNOTATIONS)
 
 
@@ -107,9 +124,11 @@ def _counted(out_dir: Path) -> Labelled:
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
 
-    entities = pads.dataset(str(out_dir), format="parquet").to_table(columns=["entities"])
-    mentions = pc.sum(pc.list_value_length(entities.column(0))).as_py() or 0
-    return Labelled(out_dir, len(entities), mentions)
+    columns = ["entities", "reason"]
+    table = pads.dataset(str(out_dir), format="parquet").to_table(columns=columns)
+    mentions = pc.sum(pc.list_value_length(table.column("entities"))).as_py() or 0
+    with_negatives = len(table) - table.column("reason").null_count
+    return Labelled(out_dir, len(table), mentions, with_negatives)
 
 
 def link_training_set(folder: Path, sources: list[Path]) -> Path:

@@ -194,6 +194,16 @@ LOCAL = {"kind": "local"}
             r"self_training\.text: .*missing\.tsv does not exist",
         ),
         (
+            {
+                "self_training": {
+                    "text": "test.tsv",
+                    "teachers": ["base-n4-plain-minilm"],
+                    "negatives": [{"path": "genes.txt"}],
+                }
+            },
+            r"self_training\.negatives\.0\.path: no such file .*genes\.txt",
+        ),
+        (
             {"self_training": {"text": "test.tsv", "teachers": ["base-n4-plain-minilm-self"]}},
             r"self_training\.teachers: no cell named base-n4-plain-minilm-self before it",
         ),
@@ -330,7 +340,9 @@ def test_tiny_grid_runs_resumes_and_reports(ray_session, tiny_bert, tmp_path):
         grid["baselines"]["llm"]["annotators"] = ["hints"]
         del grid["baselines"]["supervised"]
         teacher = "base-n4-hints-tiny_bert0"
-        grid["self_training"] = {"text": "real_train.tsv", "teachers": [teacher], "limit": 30}
+        (tmp_path / "negatives.txt").write_text("gout\n", encoding="utf-8")
+        grid["self_training"] = {"text": "real_train.tsv", "teachers": [teacher], "limit": 30,
+                                 "negatives": [{"path": "negatives.txt"}]}  # fmt: skip
         path = write_grid(tmp_path, grid)
         first = run_plan(build_plan(load_grid(path)))
         assert not first.failed, first.failed
@@ -375,11 +387,16 @@ def test_tiny_grid_runs_resumes_and_reports(ray_session, tiny_bert, tmp_path):
 
 def check_student(cells: Path, teacher: str) -> None:
     """The student trained on the teacher's 30 labelled real sentences and its synthetic
-    notes; the labels carry no gold the real file holds."""
+    notes; the labels carry no gold the real file holds, and no negative ('gout')."""
     student = cells / f"{teacher}-self"
     marker = json.loads((student / "experiment.json").read_text())["result"]
     assert marker["labelled_documents"] == 30 and marker["labelled_mentions"] > 0
     assert label_sources(student / "labels") == {"model"}
+    rows = pq.read_table(student / "labels").to_pylist()
+    texts = {r["text"][e["start"] : e["end"]] for r in rows for e in r["entities"]}
+    assert "gout" not in texts and texts & set(TERMS)
+    gout = sum("gout" in r["text"].split() for r in rows)
+    assert 0 < marker["documents_with_negatives"] <= gout
     synthetic = sorted(p.name for p in (student / "train-data").glob("shard-*.parquet"))
     assert synthetic == ["shard-00000.parquet"]  # the teacher's 4 notes
     assert len(list((student / "train-data").glob("*.parquet"))) > 1

@@ -39,7 +39,8 @@ from raysynth.config_base import CorpusRef, Strict, read_yaml_mapping, resolve_p
 from raysynth.errors import ConfigError
 from raysynth.evaluate.dictionary import DictionaryMode
 from raysynth.generate.config import GenerateConfig
-from raysynth.generate.recipe import Recipe, check_recipe
+from raysynth.generate.lexicon import load_terms
+from raysynth.generate.recipe import LexiconFile, Recipe, check_recipe
 from raysynth.llm.config import Backend
 from raysynth.storage import is_uri
 from raysynth.train.config import TrainConfig
@@ -141,6 +142,15 @@ class SelfTraining(Strict):
     )
     limit: PositiveInt | None = Field(
         default=None, description="The first N documents of the text only."
+    )
+    # Left out of dumps while empty, so that students trained before the field existed keep
+    # their digests.
+    negatives: list[LexiconFile] = Field(
+        default_factory=list,
+        exclude_if=lambda files: not files,
+        description="Terms never labelled: a teacher's label whose text is one of them (in "
+        "any case) is dropped, and its document's `reason` names it; e.g. the recipe's "
+        "unlabelled negatives (gene symbols, genetics words). Read as written (no filter).",
     )
 
     @field_validator("text", mode="before")
@@ -436,6 +446,7 @@ def _check_self_training(grid: Grid) -> None:
     text = resolve_path(grid.path.parent.resolve(), selftrain.text.path)
     if "://" not in str(text) and not text.exists():
         raise ConfigError(f"{grid.path}: self_training.text: {text} does not exist")
+    self_training_negatives(grid)
     if selftrain.dictionary != "off" and (grid.base.annotate is None or not grid.base.annotate.kb):
         raise ConfigError(
             f"{grid.path}: self_training.dictionary: {selftrain.dictionary!r} needs the base's "
@@ -462,6 +473,25 @@ def self_training_text(grid: Grid) -> CorpusRef:
     """The self-training text, its path resolved against the grid file."""
     text = grid.config.self_training.text
     return text.model_copy(update={"path": resolve_path(grid.path.parent.resolve(), text.path)})
+
+
+def self_training_negatives(grid: Grid) -> frozenset[str]:
+    """The lower-cased terms of `self_training.negatives`, read as written; a missing file is
+    an error naming the field, found when the grid loads."""
+    files = [
+        f.model_copy(update={"path": resolve_path(grid.path.parent.resolve(), f.path)})
+        for f in grid.config.self_training.negatives
+    ]
+    if not files:
+        return frozenset()
+    for i, spec in enumerate(files):
+        if not spec.path.is_file():
+            raise ConfigError(
+                f"{grid.path}: self_training.negatives.{i}.path: no such file {spec.path}"
+            )
+    with naming(grid.path):
+        terms = load_terms(files, None, field="self_training.negatives")
+    return frozenset(t.lower() for t in terms)
 
 
 def dictionary_kbs(grid: Grid) -> dict[str, KnowledgeBase]:

@@ -226,7 +226,7 @@ def _train(cell: Cell, plan: Plan) -> dict[str, Any]:
 def _self_training_set(cell: Cell, plan: Plan) -> dict[str, int]:
     """The teacher's labels of the real text, linked beside the teacher's synthetic
     training shards (unless `self_training.synthetic` is false) into `train.data`."""
-    from raysynth.experiment.config import self_training_text
+    from raysynth.experiment.config import self_training_negatives, self_training_text
     from raysynth.selftrain import label_real_text, link_training_set
 
     teacher = cell.teacher.run_dir / "model"
@@ -238,17 +238,23 @@ def _self_training_set(cell: Cell, plan: Plan) -> dict[str, int]:
     kb = base.annotate.kb if base.annotate else None
     text = self_training_text(plan.grid)
     out = cell.run_dir / "labels"
-    labelled = label_real_text(cfg, str(teacher), text, out, kb, selftrain.limit)
+    negatives = self_training_negatives(plan.grid)
+    labelled = label_real_text(cfg, str(teacher), text, out, kb, selftrain.limit, negatives)
     print(
         f"[experiment] {cell.name}: {cell.teacher.name} labelled {labelled.mentions} mentions "
-        f"in {labelled.documents} documents of {text.path}",
+        f"in {labelled.documents} documents of {text.path} (negatives dropped in "
+        f"{labelled.with_negatives})",
         flush=True,
     )
     sources = [labelled.out_dir]
     if selftrain.synthetic:
         sources.append(link_subset(cell.annotation, cell.size))
     link_training_set(Path(cell.train.data.path), sources)
-    return {"labelled_documents": labelled.documents, "labelled_mentions": labelled.mentions}
+    return {
+        "labelled_documents": labelled.documents,
+        "labelled_mentions": labelled.mentions,
+        "documents_with_negatives": labelled.with_negatives,
+    }
 
 
 def _run_baseline(outcomes: list[Outcome], baseline: ScoredBaseline, plan: Plan) -> None:
