@@ -76,7 +76,7 @@ def label_real_text(
             "strategy": "self-training",
             "dictionary": cfg.dictionary,
             "abbreviations": cfg.abbreviations,
-        }  # fmt: skip
+        }
     )
     predictions = predict(cfg, model_dir, text, docs, kb)
     predictions.map_batches(
@@ -115,7 +115,7 @@ def _as_annotations(batch: pa.Table, annotator: str, negatives: frozenset[str]) 
                 "reason": reason,
                 "annotator": annotator,
                 "usage": None,
-            }  # fmt: skip
+            }
         )
     return pa.Table.from_pylist(rows, schema=ANNOTATIONS)
 

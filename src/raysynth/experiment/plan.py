@@ -274,7 +274,7 @@ def _self_trained(grid: Grid, cells: list[Cell]) -> list[Cell]:
                 teacher.size,
                 teacher.annotation,
                 teacher,
-            )  # fmt: skip
+            )
         )
         by_name[name] = students[-1]
     return students
