@@ -99,6 +99,39 @@ def test_qualifier_and_coordination_forms_are_one_mention():
         assert [e.text for e in new] == [term]
 
 
+def test_deficiency_form_is_one_mention():
+    old = entities(TEXT, "chronic gout")
+    config = AugmentConfig(define_abbreviation=0, abbreviation_only=0, deficiency=1.0,
+                           products=[{"path": "unused.txt"}])  # fmt: skip
+    written = set()
+    for seed in range(8):
+        text, new = replace_mentions(
+            TEXT, old, lambda _: "gout", random.Random(seed), config, product=lambda: "G6PD"
+        )
+        [mention] = new
+        written.add(mention.text)
+        check_spans(text, new)
+    assert written == {"G6PD deficiency", "deficiency of G6PD"}
+    # No product to draw: the term is written as it is.
+    text, new = replace_mentions(TEXT, old, lambda _: "gout", random.Random(0), config)
+    assert [e.text for e in new] == ["gout"]
+
+
+def test_augmenter_draws_products_as_running_text_writes_them(tmp_path, kb):
+    products = tmp_path / "products.txt"
+    products.write_text("Glutathione Reductase\nComplement C2a\nCarboxypeptidases\n")
+    config = AugmentConfig(copies=20, define_abbreviation=0, abbreviation_only=0,
+                           deficiency=1.0, products=[{"path": str(products)}])  # fmt: skip
+    written = {
+        e["text"] for copy in Augmenter(config, kb, seed=3)([note("a")]) for e in copy["entities"]
+    }
+    assert written == {
+        f"{how}".format(name)
+        for how in ("{} deficiency", "deficiency of {}")
+        for name in ("glutathione reductase", "complement C2a")
+    }
+
+
 def test_coordination_partners_share_the_last_word(tmp_path):
     lexicon = tmp_path / "diseases.txt"
     # 'X of prematurity' share a last word but make no coordination; nor does '... 2A'.
@@ -162,7 +195,9 @@ def test_augment_config_errors(tmp_path, kb):
         AnnotateConfig.model_validate({**base, "augment": {}})
     with pytest.raises(ValueError, match="define_abbreviation \\+ abbreviation_only"):
         AugmentConfig(define_abbreviation=0.7, abbreviation_only=0.5)
-    with pytest.raises(ValueError, match="\\+ modifier \\+ coordinate: more than 1"):
+    with pytest.raises(ValueError, match="deficiency: needs at least one lexicon file"):
+        AugmentConfig(deficiency=0.2)
+    with pytest.raises(ValueError, match="\\+ modifier \\+ coordinate \\+ deficiency: more"):
         AugmentConfig(modifier=0.5, coordinate=0.5)
     with pytest.raises(ValueError, match="modifier: needs at least one of `modifiers`"):
         AugmentConfig(modifier=0.2, modifiers=[])

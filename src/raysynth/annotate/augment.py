@@ -10,6 +10,9 @@ the replacements define an abbreviation, `term (ABBR)` with both labelled, and a
 fraction use one alone, in the contexts where a disease name stood. Two more forms follow a
 target guideline that labels qualifiers and coordinations whole: a qualifier in front
 ('hereditary breast cancer') and two terms of one last word ('breast and ovarian cancer').
+A last one writes a gene product's deficiency ('G6PD deficiency', 'deficiency of
+galactokinase'), a disease to NCBI-disease's guideline that no lexicon lists for every
+product, and one the recipe's gene-symbol negatives otherwise teach to leave out.
 
 Written by hand: replacement on character offsets with the labels carried along is a few lines
 here, and the NER augmentation libraries work on whole-word BIO sequences of their own format.
@@ -46,12 +49,17 @@ def abbreviation(term: str) -> str | None:
 
 
 def surface(
-    term: str, rng: random.Random, config: AugmentConfig, partner: Callable[[str], str | None]
+    term: str,
+    rng: random.Random,
+    config: AugmentConfig,
+    partner: Callable[[str], str | None],
+    product: Callable[[], str | None] = lambda: None,
 ) -> list[tuple[str, bool]]:
     """The text written for one replacement, as pieces (text, labelled): the term, the term
-    and its abbreviation in brackets, the abbreviation alone, the term behind a qualifier, or
-    the term coordinated with `partner(term)` (another of its last word). A form the term
-    cannot take (no abbreviation, no partner) falls back to the term."""
+    and its abbreviation in brackets, the abbreviation alone, the term behind a qualifier,
+    the term coordinated with `partner(term)` (another of its last word), or the deficiency
+    of `product()` in place of the term. A form the term cannot take (no abbreviation, no
+    partner, no product) falls back to the term."""
     short = abbreviation(term)
     form = _form(rng.random(), config)
     if form == "define_abbreviation" and short:
@@ -60,6 +68,9 @@ def surface(
         return [(short, True)]
     if form == "modifier":
         return [(f"{rng.choice(config.modifiers)} {term}", True)]
+    name = product() if form == "deficiency" else None
+    if name:
+        return [(f"{name} deficiency" if rng.random() < 0.5 else f"deficiency of {name}", True)]
     other = partner(term) if form == "coordinate" and " " in term else None
     if other:
         return [(f"{term.rsplit(' ', 1)[0]} {rng.choice(CONJUNCTIONS)} {other}", True)]
@@ -82,9 +93,11 @@ def replace_mentions(
     rng: random.Random,
     config: AugmentConfig,
     partner: Callable[[str, str], str | None] = lambda label, term: None,
+    product: Callable[[], str | None] = lambda: None,
 ) -> tuple[str, list[Entity]]:
     """`text` with each entity (non-overlapping, as merging leaves them) replaced by
-    `draw(label)` in one of the `surface` forms (coordinated with `partner(label, term)`),
+    `draw(label)` in one of the `surface` forms (coordinated with `partner(label, term)`,
+    or a deficiency of `product()`),
     and the new entities on the new offsets. A replacement at the start of a sentence gets a
     capital letter, as the text it replaced had."""
     pieces: list[str] = []
@@ -93,7 +106,7 @@ def replace_mentions(
     for entity in sorted(entities, key=lambda e: e.start):
         pieces.append(text[position : entity.start])
         length += entity.start - position
-        written = surface(draw(entity.label), rng, config, partial(partner, entity.label))
+        written = surface(draw(entity.label), rng, config, partial(partner, entity.label), product)
         for i, (piece, labelled) in enumerate(written):
             if i == 0 and _sentence_start(text, entity.start):
                 piece = piece[:1].upper() + piece[1:]
@@ -115,7 +128,7 @@ class Augmenter:
     """Copies of ok notes with their mentions replaced; lexicons loaded once (per actor)."""
 
     def __init__(self, config: AugmentConfig, kb: KnowledgeBase | None, seed: int) -> None:
-        from raysynth.generate.lexicon import load_lexicon
+        from raysynth.generate.lexicon import load_lexicon, load_terms
 
         lexicons = config.lexicons or (kb.lexicons if kb is not None else {})
         self.config = config
@@ -128,6 +141,10 @@ class Augmenter:
         self.by_last_word = {
             label: _by_last_word(lex.terms) for label, lex in self.lexicons.items()
         }
+        products = []
+        if config.products:
+            products = load_terms(config.products, None, field="augment.products")
+        self.products = [_product_name(t) for t in products if not _plural(t)]
 
     def __call__(self, notes: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """The copies of `notes` (annotation rows); notes not ok, without entities or with
@@ -156,7 +173,12 @@ class Augmenter:
             others = [t for t in self.by_last_word[label].get(_last_word(term), ()) if t != term]
             return rng.choice(others) if others else None
 
-        text, replaced = replace_mentions(note["text"], entities, draw, rng, self.config, partner)
+        def product() -> str | None:
+            return rng.choice(self.products) if self.products else None
+
+        text, replaced = replace_mentions(
+            note["text"], entities, draw, rng, self.config, partner, product
+        )
         rows = [e.to_row() for e in replaced]
         return {**note, "note_id": note_id, "text": text, "entities": rows, "reason": None}
 
@@ -174,3 +196,21 @@ def _by_last_word(terms: Sequence[str]) -> dict[str, list[str]]:
         if _COORDINABLE.fullmatch(term):
             index.setdefault(_last_word(term), []).append(term)
     return index
+
+
+def _plural(name: str) -> bool:
+    """A class of products ('Carboxypeptidases', 'Notch Receptors', 'CDKs'), whose
+    deficiency reads wrong."""
+    return name.endswith("s")
+
+
+def _product_name(name: str) -> str:
+    """MeSH's capitalised heading words in lower case, as running text writes them
+    ('Glutathione Reductase' -> 'glutathione reductase'); symbols and short parts as they
+    are ('Complement C2a', 'Factor Xa' keep 'C2a' and 'Xa')."""
+    return " ".join(_running_text(w) for w in name.split())
+
+
+def _running_text(word: str) -> str:
+    capitalised = len(word) > 2 and word[0].isupper() and word[1].islower()
+    return word.lower() if capitalised and word[1:].islower() else word

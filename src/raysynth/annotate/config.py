@@ -101,7 +101,13 @@ class MergeConfig(Strict):
 
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
-REPLACEMENT_FORMS = ("define_abbreviation", "abbreviation_only", "modifier", "coordinate")
+REPLACEMENT_FORMS = (
+    "define_abbreviation",
+    "abbreviation_only",
+    "modifier",
+    "coordinate",
+    "deficiency",
+)
 QUALIFIERS = ("hereditary", "familial", "inherited", "sporadic", "congenital", "primary",
               "early-onset", "autosomal dominant", "autosomal recessive", "X-linked")  # fmt: skip
 
@@ -125,10 +131,11 @@ class AugmentConfig(TermSampling):
     abbreviation_only: Share = Field(
         default=0.1, description="Fraction of replacements written as the abbreviation alone."
     )
-    # The next two follow the target corpus's guideline, hence off by default: NCBI-disease
+    # The next three follow the target corpus's guideline, hence off by default: NCBI-disease
     # labels 'hereditary breast cancer' and 'breast and ovarian cancer' whole, and a model
     # trained on bare lexicon terms learns to stop at 'breast cancer' (most of its boundary
-    # errors on NCBI-disease dev, docs/RESULTS.md).
+    # errors on NCBI-disease dev, docs/RESULTS.md). It also labels a gene product's
+    # deficiency ('C9 deficiency'), which no lexicon lists for every product.
     modifier: Share = Field(
         default=0.0,
         description="Fraction of replacements written behind a qualifier of `modifiers`, "
@@ -143,6 +150,20 @@ class AugmentConfig(TermSampling):
         description="Fraction of replacements written as two terms of the same last word "
         "coordinated, one mention ('breast and ovarian cancer').",
     )
+    # `deficiency` and `products` are left out of dumps while unset, so that the digests of
+    # annotations made before they existed stay the same.
+    deficiency: Share = Field(
+        default=0.0,
+        exclude_if=lambda share: not share,
+        description="Fraction of replacements written as the deficiency of a gene product "
+        "of `products`, labelled whole ('G6PD deficiency', 'deficiency of galactokinase').",
+    )
+    products: list[LexiconFile] = Field(
+        default_factory=list,
+        exclude_if=lambda files: not files,
+        description="Lexicon files of gene products (enzymes, proteins, their symbols) "
+        "`deficiency` draws from; plural class names ('Kinases') are skipped.",
+    )
 
     @model_validator(mode="after")
     def _fractions(self) -> AugmentConfig:
@@ -150,6 +171,8 @@ class AugmentConfig(TermSampling):
             raise ValueError(f"{' + '.join(REPLACEMENT_FORMS)}: more than 1")
         if self.modifier and not self.modifiers:
             raise ValueError("modifier: needs at least one of `modifiers`")
+        if self.deficiency and not self.products:
+            raise ValueError("deficiency: needs at least one lexicon file in `products`")
         return self
 
 
@@ -233,17 +256,20 @@ class AnnotateConfig(Strict):
         def corpus(ref: CorpusRef | None) -> CorpusRef | None:
             return ref and ref.model_copy(update={"path": resolve_path(base, ref.path)})
 
-        def lexicons(files: dict[str, list[LexiconFile]]) -> dict[str, list[LexiconFile]]:
-            return {
-                label: [f.model_copy(update={"path": resolve_path(base, f.path)}) for f in group]
-                for label, group in files.items()
-            }
+        def files(group: list[LexiconFile]) -> list[LexiconFile]:
+            return [f.model_copy(update={"path": resolve_path(base, f.path)}) for f in group]
+
+        def lexicons(by_label: dict[str, list[LexiconFile]]) -> dict[str, list[LexiconFile]]:
+            return {label: files(group) for label, group in by_label.items()}
 
         kb, augment = self.kb, self.augment
         if kb is not None:
             kb = kb.model_copy(update={"lexicons": lexicons(kb.lexicons)})
-        if augment is not None and augment.lexicons is not None:
-            augment = augment.model_copy(update={"lexicons": lexicons(augment.lexicons)})
+        if augment is not None:
+            paths = {"products": files(augment.products)}
+            if augment.lexicons is not None:
+                paths["lexicons"] = lexicons(augment.lexicons)
+            augment = augment.model_copy(update=paths)
         update = {"input": corpus(self.input), "examples": corpus(self.examples), "kb": kb,
                   "augment": augment}  # fmt: skip
         return self.model_copy(update=update)
