@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from raysynth.annotate.config import KnowledgeBase
 from raysynth.config_base import CorpusRef
+from raysynth.consistency import VOTED_OUT, Consistency, vote
 from raysynth.dataset import load_documents
 from raysynth.errors import ConfigError
 from raysynth.evaluate.config import EvaluateConfig
@@ -32,17 +33,20 @@ from raysynth.schema import ANNOTATIONS, STATUS_OK
 from raysynth.storage import clear
 
 SOURCE = "model"
+NEGATIVES = "negatives"
 
 
 @dataclass(frozen=True)
 class Labelled:
     """What the teacher labelled: documents, the mentions kept in them, and the documents
-    where a label was dropped as a negative (their `reason` names the terms)."""
+    where a label was dropped as a negative or by the consistency vote (their `reason` names
+    the terms)."""
 
     out_dir: Path
     documents: int
     mentions: int
     with_negatives: int = 0
+    with_voted_out: int = 0
 
 
 def label_real_text(
@@ -53,12 +57,14 @@ def label_real_text(
     kb: KnowledgeBase | None = None,
     limit: int | None = None,
     negatives: frozenset[str] = frozenset(),
+    consistency: Consistency | None = None,
 ) -> Labelled:
     """Label the documents of `text` (its first `limit`) with the model in `model_dir`,
     combined with `kb` as `cfg.dictionary` says, into an annotations table in `out_dir`; a
-    label whose text is one of `negatives` (lower-cased) is dropped. Labels the file already
-    holds are dropped before the model sees a row: this step must never learn from a human
-    annotation, whatever file it is given."""
+    label whose text is one of `negatives` (lower-cased) is dropped, and with `consistency`
+    each labelled string is made to have one answer over the whole text. Labels the file
+    already holds are dropped before the model sees a row: this step must never learn from a
+    human annotation, whatever file it is given."""
     from raysynth.evaluate.job import predict
 
     if cfg.dictionary != "off" and kb is None:
@@ -79,11 +85,14 @@ def label_real_text(
         }
     )
     predictions = predict(cfg, model_dir, text, docs, kb)
-    predictions.map_batches(
+    labels = predictions.map_batches(
         _as_annotations,
         fn_kwargs={"annotator": annotator, "negatives": negatives},
         batch_format="pyarrow",
-    ).write_parquet(str(out_dir))
+    )
+    if consistency is not None:
+        labels = vote(labels.materialize(), consistency)
+    labels.write_parquet(str(out_dir))
     return _counted(out_dir)
 
 
@@ -105,7 +114,7 @@ def _as_annotations(batch: pa.Table, annotator: str, negatives: frozenset[str]) 
                 dropped.append(mention)
             else:
                 kept.append({**e, "source": SOURCE})
-        reason = f"not labelled, negatives: {'; '.join(dropped)}" if dropped else None
+        reason = f"not labelled, {NEGATIVES}: {'; '.join(dropped)}" if dropped else None
         rows.append(
             {
                 "note_id": row["doc_id"],
@@ -127,8 +136,11 @@ def _counted(out_dir: Path) -> Labelled:
     columns = ["entities", "reason"]
     table = pads.dataset(str(out_dir), format="parquet").to_table(columns=columns)
     mentions = pc.sum(pc.list_value_length(table.column("entities"))).as_py() or 0
-    with_negatives = len(table) - table.column("reason").null_count
-    return Labelled(out_dir, len(table), mentions, with_negatives)
+
+    def mentioning(words: str) -> int:
+        return pc.sum(pc.match_substring(table.column("reason"), f"{words}:")).as_py() or 0
+
+    return Labelled(out_dir, len(table), mentions, mentioning(NEGATIVES), mentioning(VOTED_OUT))
 
 
 def link_training_set(folder: Path, sources: list[Path]) -> Path:

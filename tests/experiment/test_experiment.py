@@ -207,6 +207,16 @@ LOCAL = {"kind": "local"}
             {"self_training": {"text": "test.tsv", "teachers": ["base-n4-plain-minilm-self"]}},
             r"self_training\.teachers: no cell named base-n4-plain-minilm-self before it",
         ),
+        (
+            {
+                "self_training": {
+                    "text": "test.tsv",
+                    "teachers": ["base-n4-plain-minilm"],
+                    "consistency": {"drop_below": 0.9},
+                }
+            },
+            r"self_training\.consistency: .*drop_below \(0\.9\) is above label_all \(0\.5\)",
+        ),
     ],
 )
 def test_grid_errors_name_the_field(tmp_path, change, message):
@@ -342,7 +352,8 @@ def test_tiny_grid_runs_resumes_and_reports(ray_session, tiny_bert, tmp_path):
         teacher = "base-n4-hints-tiny_bert0"
         (tmp_path / "negatives.txt").write_text("gout\n", encoding="utf-8")
         grid["self_training"] = {"text": "real_train.tsv", "teachers": [teacher], "limit": 30,
-                                 "negatives": [{"path": "negatives.txt"}]}  # fmt: skip
+                                 "negatives": [{"path": "negatives.txt"}],
+                                 "consistency": {}}  # fmt: skip
         path = write_grid(tmp_path, grid)
         first = run_plan(build_plan(load_grid(path)))
         assert not first.failed, first.failed
@@ -387,11 +398,14 @@ def test_tiny_grid_runs_resumes_and_reports(ray_session, tiny_bert, tmp_path):
 
 def check_student(cells: Path, teacher: str) -> None:
     """The student trained on the teacher's 30 labelled real sentences and its synthetic
-    notes; the labels carry no gold the real file holds, and no negative ('gout')."""
+    notes; the labels carry no gold the real file holds, and no negative ('gout'); the
+    consistency vote ran (labels of its own, a count)."""
     student = cells / f"{teacher}-self"
     marker = json.loads((student / "experiment.json").read_text())["result"]
     assert marker["labelled_documents"] == 30 and marker["labelled_mentions"] > 0
-    assert label_sources(student / "labels") == {"model"}
+    sources = label_sources(student / "labels")
+    assert "model" in sources and sources <= {"model", "vote"}
+    assert "documents_with_voted_out" in marker
     rows = pq.read_table(student / "labels").to_pylist()
     texts = {r["text"][e["start"] : e["end"]] for r in rows for e in r["entities"]}
     assert "gout" not in texts and texts & set(TERMS)

@@ -36,6 +36,7 @@ from raysynth.annotate.config import (
 )
 from raysynth.config import RunConfig, load_config
 from raysynth.config_base import CorpusRef, Strict, read_yaml_mapping, resolve_path
+from raysynth.consistency import Consistency
 from raysynth.errors import ConfigError
 from raysynth.evaluate.dictionary import DictionaryMode
 from raysynth.generate.config import GenerateConfig
@@ -151,6 +152,13 @@ class SelfTraining(Strict):
         description="Terms never labelled: a teacher's label whose text is one of them (in "
         "any case) is dropped, and its document's `reason` names it; e.g. the recipe's "
         "unlabelled negatives (gene symbols, genetics words). Read as written (no filter).",
+    )
+    consistency: Consistency | None = Field(
+        default=None,
+        exclude_if=lambda vote: vote is None,
+        description="A vote per labelled string over the whole text (raysynth/consistency.py): "
+        "labelled everywhere when the teacher mostly labels it, nowhere when it rarely does "
+        "(`{}` for the defaults).",
     )
 
     @field_validator("text", mode="before")

@@ -239,11 +239,13 @@ def _self_training_set(cell: Cell, plan: Plan) -> dict[str, int]:
     text = self_training_text(plan.grid)
     out = cell.run_dir / "labels"
     negatives = self_training_negatives(plan.grid)
-    labelled = label_real_text(cfg, str(teacher), text, out, kb, selftrain.limit, negatives)
+    labelled = label_real_text(
+        cfg, str(teacher), text, out, kb, selftrain.limit, negatives, selftrain.consistency
+    )
     print(
         f"[experiment] {cell.name}: {cell.teacher.name} labelled {labelled.mentions} mentions "
         f"in {labelled.documents} documents of {text.path} (negatives dropped in "
-        f"{labelled.with_negatives})",
+        f"{labelled.with_negatives}, labels voted out in {labelled.with_voted_out})",
         flush=True,
     )
     sources = [labelled.out_dir]
@@ -254,6 +256,7 @@ def _self_training_set(cell: Cell, plan: Plan) -> dict[str, int]:
         "labelled_documents": labelled.documents,
         "labelled_mentions": labelled.mentions,
         "documents_with_negatives": labelled.with_negatives,
+        **({"documents_with_voted_out": labelled.with_voted_out} if selftrain.consistency else {}),
     }
 
 
