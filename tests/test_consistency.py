@@ -13,7 +13,7 @@ def test_the_share_of_labelled_occurrences_decides():
     labelled = {
         ("G6PD deficiency", "Disease"): 9,
         ("bp", "Disease"): 2,
-        ("CF", "Disease"): 3,
+        ("CF", "Disease"): 4,
         ("CF", "Gene"): 1,
         ("rare", "Disease"): 1,
     }
@@ -22,13 +22,13 @@ def test_the_share_of_labelled_occurrences_decides():
     # 'rare' is seen once: too few occurrences to vote.
     assert votes.everywhere == {"G6PD deficiency": "Disease", "CF": "Disease"}
     assert votes.nowhere == {"bp"}
-    strict = decide(labelled, seen, Consistency(label_all=0.95, drop_below=0.0))
+    strict = decide(labelled, seen, Consistency(label_all=1.0, drop_below=0.0))
     assert strict.everywhere == {} and strict.nowhere == frozenset()
 
 
 def test_drop_below_cannot_exceed_label_all():
-    with pytest.raises(ValueError, match="drop_below \\(0.6\\) is above label_all \\(0.5\\)"):
-        Consistency(drop_below=0.6)
+    with pytest.raises(ValueError, match="drop_below \\(0.8\\) is above label_all \\(0.7\\)"):
+        Consistency(drop_below=0.8)
 
 
 def row(note_id: str, text: str, *labelled: tuple[str, int]) -> dict:
@@ -54,11 +54,13 @@ def test_vote_makes_each_string_one_answer_over_the_corpus(ray_session):
             "c",
             "Fragments of 200 bp , 100 bp and 50 bp .",
         ),
-        # 'AT' is labelled in one of its two occurrences; 'at' is another word.
+        # 'AT' is labelled in two of its three occurrences; 'at' is another word.
         row("d", "AT is rare. Patients at risk of AT were seen at home.", ("AT", 0)),
+        row("e", "AT was diagnosed at birth.", ("AT", 0)),
     ]
     labels = ray.data.from_arrow(pa.Table.from_pylist(rows, schema=ANNOTATIONS))
-    out = {r["note_id"]: r for r in vote(labels.materialize(), Consistency()).iter_rows()}
+    votes = vote(labels.materialize(), Consistency(label_all=0.6))
+    out = {r["note_id"]: r for r in votes.iter_rows()}
 
     def mentions(note_id: str) -> list[tuple[str, str]]:
         return [(e["text"], e["source"]) for e in out[note_id]["entities"]]
@@ -68,5 +70,6 @@ def test_vote_makes_each_string_one_answer_over_the_corpus(ray_session):
     assert out["b"]["reason"] == "not labelled, rarely labelled elsewhere: bp"
     assert mentions("c") == [] and out["c"]["reason"] is None
     assert mentions("d") == [("AT", "model"), ("AT", "vote")]
+    assert mentions("e") == [("AT", "model")]
     d = out["d"]
     assert [d["text"][e["start"] : e["end"]] for e in d["entities"]] == ["AT", "AT"]

@@ -215,7 +215,7 @@ LOCAL = {"kind": "local"}
                     "consistency": {"drop_below": 0.9},
                 }
             },
-            r"self_training\.consistency: .*drop_below \(0\.9\) is above label_all \(0\.5\)",
+            r"self_training\.consistency: .*drop_below \(0\.9\) is above label_all \(0\.7\)",
         ),
     ],
 )
