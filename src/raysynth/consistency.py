@@ -94,7 +94,8 @@ def vote(labels: ray.data.Dataset, config: Consistency) -> ray.data.Dataset:
 def decide(
     labelled: dict[tuple[str, str], int], seen: dict[str, int], config: Consistency
 ) -> Votes:
-    """The vote from how often each (string, label) was labelled and each string occurs."""
+    """The vote from how often each (string, label) was labelled and each string occurs:
+    everywhere with its most frequent label when that label alone reaches `label_all`."""
     by_form: dict[str, Counter[str]] = {}
     for (form, label), n in labelled.items():
         by_form.setdefault(form, Counter())[label] += n
@@ -103,11 +104,10 @@ def decide(
         occurrences = max(seen.get(form, 0), labels.total())
         if occurrences < config.min_occurrences:
             continue
-        label = labels.most_common(1)[0][0]
-        share = labels.total() / occurrences
-        if share >= config.label_all:
+        label, n = labels.most_common(1)[0]
+        if n / occurrences >= config.label_all:
             everywhere[form] = label
-        elif share < config.drop_below:
+        elif labels.total() / occurrences < config.drop_below:
             nowhere.add(form)
     return Votes(everywhere, frozenset(nowhere))
 
