@@ -117,7 +117,7 @@ def test_evaluate_scores_a_model_with_a_grids_lexicons(shared_data, tiny_ner_ran
 def test_evaluate_without_model_or_config_is_a_clear_error(tmp_path):
     result = raysynth("evaluate", "--test", str(tmp_path / "x.tsv"))
     assert result.returncode == 2
-    assert "give a run CONFIG, or both --model and --test" in result.stderr
+    assert "give a run CONFIG, or --test with --model or --labels" in result.stderr
 
 
 def test_stage_commands_need_their_config_section(tmp_path):

@@ -113,6 +113,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--limit", type=int, help="--llm: only the first N documents")
     evaluate.add_argument(
+        "--labels",
+        metavar="DIR",
+        help="score a table of labels instead of a model, matched to the test documents by "
+        "id: what self-training labelled (<cell>/labels), on the gold of the same text",
+    )
+    evaluate.add_argument(
         "--no-abbreviations",
         action="store_true",
         help="score the predictions as they are, without the abbreviation step "
@@ -276,10 +282,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         config = load_grid(args.config).base.model_copy(update=out)
     elif args.config:
         config = load_config(args.config)
-    elif args.model and args.test:
+    elif (args.model or args.labels) and args.test:
         config = RunConfig(name=Path(args.out).name, storage=Path(args.out).parent)
     else:
-        raise ConfigError("give a run CONFIG, or both --model and --test")
+        raise ConfigError("give a run CONFIG, or --test with --model or --labels")
     tests = config.test_sets
     if args.test:
         tests = [TestSet(name=Path(p).stem, path=Path(p), format=args.format) for p in args.test]
@@ -292,13 +298,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         cfg = cfg.model_copy(update={"dictionary": args.dictionary})
     if args.llm:
         return _evaluate_llm(config, cfg, tests, args.limit)
+    if args.labels:
+        return _evaluate_labels(config, cfg, tests, Path(args.labels))
     with _stage_session(config) as storage:
         model = args.model or cfg.model or str(storage.local / "model")
         kb = config.annotate.kb if config.annotate else None
         results = evaluate(cfg, model, tests, storage.local, storage=storage, kb=kb)
-    for result in results:
-        print(f"{result.name}: F1 {result.f1_strict:.4f}; report {result.report['markdown']}")
-    return 0
+    return _printed(results)
 
 
 def _is_grid(path: str) -> bool:
@@ -318,6 +324,19 @@ def _evaluate_llm(config: Any, cfg: Any, tests: list, limit: int | None) -> int:
         raise ConfigError("--llm needs a CONFIG with an annotate section")
     with _stage_session(config) as storage:
         results = evaluate_llm(config.annotate, cfg, tests, storage.local, limit)
+    return _printed(results)
+
+
+def _evaluate_labels(config: Any, cfg: Any, tests: list, labels_dir: Any) -> int:
+    from raysynth.evaluate.spans import evaluate_labels
+
+    types = set(config.annotate.labels) if config.annotate else None
+    with _stage_session(config) as storage:
+        results = evaluate_labels(labels_dir, cfg, tests, storage.local, types)
+    return _printed(results)
+
+
+def _printed(results: list) -> int:
     for result in results:
         print(f"{result.name}: F1 {result.f1_strict:.4f}; report {result.report['markdown']}")
     return 0
