@@ -6,7 +6,8 @@ answers for the same words. Counting, over the whole unlabelled text, how often 
 labelled string is labelled where it occurs, and making that answer the same everywhere
 (labelled in all its occurrences when mostly labelled, in none when rarely), gives the
 student consistent labels. On NCBI-disease train, the self-training teacher's labels went
-from 0.678 to 0.714 F1 against the gold that this step never reads (docs/RESULTS.md).
+from 0.662 to 0.696 F1 (0.678 to 0.714 in another run) against the gold that this step never
+reads, mostly from fewer spurious labels (docs/RESULTS.md).
 
 Written by hand: the counting is two Ray Data group-bys; what no library does is deciding
 per string with the corpus's counts, a few lines here. Occurrences are found with the
