@@ -72,6 +72,16 @@ def test_labels_are_scored_on_the_gold_of_their_documents(ray_session, gold, tmp
     assert strict["recall"] == pytest.approx(1 / 3)
 
 
+def test_labels_that_found_nothing_miss_every_gold_mention(ray_session, gold, tmp_path):
+    nothing = write_labels(tmp_path / "labels", {i: (text, []) for i, text in TEXTS.items()})
+    out = tmp_path / "scored"
+    assert main(["evaluate", "--labels", str(nothing), "--test", str(gold), "--out", str(out)]) == 0
+
+    report = json.loads((out / "report/gold-labels/report.json").read_text())
+    strict = report["scores"]["seqeval_strict"]["overall"]
+    assert (strict["n_gold"], strict["n_pred"], strict["tp"]) == (3, 0, 0)
+
+
 def test_labels_of_another_text_are_a_clear_error(ray_session, gold, tmp_path, capsys):
     only_a = write_labels(tmp_path / "a", {"a": (TEXTS["a"], [])})
     edited = write_labels(tmp_path / "e", {"a": ("Gout .", []), "b": (TEXTS["b"], [])})

@@ -68,19 +68,21 @@ def evaluate_labels(
 ) -> list[Evaluation]:
     """The `annotations` table in `labels_dir` scored on each test set, named
     `<test set>-labels`; `labels`: the entity types it is meant to hold (default: those it
-    holds). They are scored as they are: no abbreviation step (the step that made them ran
-    its own)."""
+    or the gold holds, so that a type the labels never found counts as missed, not as left
+    out). They are scored as they are: no abbreviation step (the step that made them ran its
+    own)."""
     cfg = cfg.model_copy(update={"abbreviations": False})
     run_dir = Path(run_dir).resolve()
     by_id = read_labels(labels_dir)
-    labels = labels or {e.label for _, entities in by_id.values() for e in entities}
+    held = {e.label for _, entities in by_id.values() for e in entities}
     results = []
     for test in tests:
         docs = read_corpus(scored_ref(test, cfg.label_map))
         pred = [_labels_of(doc, by_id, labels_dir) for doc in docs]
+        types = labels or held | {e.label for doc in docs for e in doc.entities}
         mapping = label_map_for(test, cfg.label_map)
         meta = {"labels": str(labels_dir), "path": str(test.path), "label_map": mapping}
-        results.append(score_spans(f"{test.name}-labels", docs, pred, labels, cfg, run_dir, meta))
+        results.append(score_spans(f"{test.name}-labels", docs, pred, types, cfg, run_dir, meta))
     return results
 
 
