@@ -146,13 +146,37 @@ def evaluate_annotator(
 
 
 def predicted(annotations_dir: Path, docs: list[Document]) -> list[list[Entity]]:
-    """Each document's annotated entities, in the order of `docs` (quarantined notes keep
-    what was found, usually nothing: they count as missed entities, not as left out)."""
-    by_id: dict[str, list[Entity]] = {}
-    for path in sorted(annotations_dir.glob("shard-*.parquet")):
-        for row in pq.read_table(path, columns=["note_id", "entities"]).to_pylist():
-            by_id[row["note_id"]] = [Entity.from_row(e) for e in row["entities"] or []]
-    return [by_id[d.doc_id] for d in docs]
+    """Each document's annotated entities, in the order of `docs`, from every Parquet file of
+    `annotations_dir` (this stage's shards, or labels Ray Data wrote, as self-training's);
+    quarantined notes keep what was found, usually nothing: they count as missed entities,
+    not as left out. A document without a row, or whose row has another text, is an error:
+    the annotations were made from other documents."""
+    paths = sorted(Path(annotations_dir).glob("*.parquet"))
+    if not paths:
+        raise ConfigError(f"{annotations_dir} holds no Parquet files")
+    by_id: dict[str, tuple[str, list[Entity]]] = {}
+    for path in paths:
+        for row in pq.read_table(path, columns=["note_id", "text", "entities"]).to_pylist():
+            entities = [Entity.from_row(e) for e in row["entities"] or []]
+            by_id[row["note_id"]] = (row["text"], entities)
+    return [_entities_of(doc, by_id, annotations_dir) for doc in docs]
+
+
+def _entities_of(
+    doc: Document, by_id: dict[str, tuple[str, list[Entity]]], annotations_dir: Path
+) -> list[Entity]:
+    if doc.doc_id not in by_id:
+        raise ConfigError(
+            f"{annotations_dir} has no row for test document {doc.doc_id!r}: score "
+            "annotations on the text they were made from"
+        )
+    text, entities = by_id[doc.doc_id]
+    if text != doc.text:
+        raise ConfigError(
+            f"document {doc.doc_id!r} of {annotations_dir} has another text than the test "
+            "set's: score annotations on the text they were made from"
+        )
+    return entities
 
 
 def results_table(results: list[StrategyScore]) -> str:

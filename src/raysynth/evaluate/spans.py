@@ -13,15 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from raysynth.alignment import default_tokenize, entities_to_tags
-from raysynth.annotate.job import read_corpus
+from raysynth.annotate.job import predicted, read_corpus
 from raysynth.config import TestSet
 from raysynth.dataset import label_map_for, scored_ref
 from raysynth.documents import Document, Entity
-from raysynth.errors import ConfigError
 from raysynth.evaluate.config import EvaluateConfig
 from raysynth.evaluate.job import Evaluation, tally_predictions
 from raysynth.evaluate.predict import prediction_row
@@ -73,45 +71,13 @@ def evaluate_labels(
     own)."""
     cfg = cfg.model_copy(update={"abbreviations": False})
     run_dir = Path(run_dir).resolve()
-    by_id = read_labels(labels_dir)
-    held = {e.label for _, entities in by_id.values() for e in entities}
     results = []
     for test in tests:
         docs = read_corpus(scored_ref(test, cfg.label_map))
-        pred = [_labels_of(doc, by_id, labels_dir) for doc in docs]
-        types = labels or held | {e.label for doc in docs for e in doc.entities}
+        pred = predicted(labels_dir, docs)
+        found = {e.label for entities in pred for e in entities}
+        types = labels or found | {e.label for doc in docs for e in doc.entities}
         mapping = label_map_for(test, cfg.label_map)
         meta = {"labels": str(labels_dir), "path": str(test.path), "label_map": mapping}
         results.append(score_spans(f"{test.name}-labels", docs, pred, types, cfg, run_dir, meta))
     return results
-
-
-def read_labels(labels_dir: Path) -> dict[str, tuple[str, list[Entity]]]:
-    """note_id -> (text, entities) of every Parquet file in `labels_dir`."""
-    paths = sorted(Path(labels_dir).glob("*.parquet"))
-    if not paths:
-        raise ConfigError(f"--labels: {labels_dir} holds no Parquet files")
-    table = pads.dataset([str(p) for p in paths], format="parquet").to_table(
-        columns=["note_id", "text", "entities"]
-    )
-    return {
-        row["note_id"]: (row["text"], [Entity.from_row(e) for e in row["entities"] or []])
-        for row in table.to_pylist()
-    }
-
-
-def _labels_of(
-    doc: Document, by_id: dict[str, tuple[str, list[Entity]]], labels_dir: Path
-) -> list[Entity]:
-    if doc.doc_id not in by_id:
-        raise ConfigError(
-            f"--labels: {labels_dir} has no row for test document {doc.doc_id!r}: score "
-            "labels on the text they were made from"
-        )
-    text, entities = by_id[doc.doc_id]
-    if text != doc.text:
-        raise ConfigError(
-            f"--labels: document {doc.doc_id!r} of {labels_dir} has another text than the "
-            "test set's: score labels on the text they were made from"
-        )
-    return entities
