@@ -27,11 +27,12 @@ NOTES_ROWS = [
 ]
 
 
-def write_notes(run_dir: Path) -> None:
+def write_notes(run_dir: Path, note_rows: list[tuple] = NOTES_ROWS) -> None:
     """Two shards of generated notes as the generate stage writes them (seeds located)."""
     notes = run_dir / "generate" / "notes"
     notes.mkdir(parents=True)
-    for shard, rows in enumerate((NOTES_ROWS[:3], NOTES_ROWS[3:])):
+    half = len(note_rows) // 2
+    for shard, rows in enumerate((note_rows[:half], note_rows[half:])):
         table = [
             {
                 "note_id": nid,
@@ -142,6 +143,24 @@ def test_an_annotator_without_llm_spans_asks_nothing(ray_session, llama_server, 
     assert labels["n1"] == [("asthma", "seed+kb")]
     assert labels["n3"] == [("anemia", "kb"), ("chronic gout", "kb")]  # the longest of overlaps
     assert by_id["n5"]["status"] == "ok" and not labels["n5"]
+
+
+def test_defined_abbreviations_take_their_long_forms_label(ray_session, llama_server, tmp_path):
+    text = "Huntington disease (HD) is dominant; in HD the onset is late. HDL was normal."
+    rows = [("a1", text, [(0, 18, "Disease")], "ok"), *NOTES_ROWS[:1]]
+    write_notes(tmp_path / "run", rows)
+    merge = {"sources": ["seed", "kb"], "abbreviations": True}
+    annotate_run(config(llama_server, tmp_path, merge=merge), tmp_path / "run")
+
+    by_id = {r["note_id"]: r for r in pq.read_table(tmp_path / "run" / "annotations").to_pylist()}
+    labels = [(e["text"], e["source"]) for e in by_id["a1"]["entities"]]
+    assert labels == [
+        ("Huntington disease", "seed"),
+        ("HD", "abbreviation"),
+        ("HD", "abbreviation"),
+    ]
+    assert [e["text"] for e in by_id["n1"]["entities"]] == ["asthma"]
+    assert json.loads(by_id["a1"]["annotator"])["merge"]["abbreviations"] is True
 
 
 def test_annotate_with_mention_replacement(ray_session, llama_server, tmp_path):

@@ -5,6 +5,7 @@ from raysynth.annotate.kb import DictionaryMatcher, dictionary_baseline
 from raysynth.documents import Document, Entity
 from raysynth.evaluate.abbreviations import (
     find_abbreviations,
+    label_abbreviations,
     propagate_abbreviation_tags,
     propagate_abbreviations,
 )
@@ -49,6 +50,16 @@ def test_short_form_loses_its_prediction_where_the_long_form_has_none():
     # a prediction covering under half of the long form neither adds nor removes
     partial = [Entity(4, 10, "Disease")] + atm
     assert propagate_abbreviations(text, partial) == partial
+
+
+def test_training_labels_only_gain_short_forms():
+    """The step for training labels adds the short forms of a labelled long form, and keeps
+    a label on a short form whose long form holds none (the lexicons may lack the term)."""
+    labels = label_abbreviations(TEXT, [LONG])
+    assert [TEXT[e.start : e.end] for e in labels] == ["Huntington disease", "HD", "HD"]
+    text = "An atrioventricular septal defect (AVSD) was repaired; AVSD recurred."
+    seeds = [Entity(s, e, "Disease", "AVSD", "seed") for s, e in spans_of(text, "AVSD")]
+    assert label_abbreviations(text, seeds) == seeds
 
 
 def test_tags_change_only_on_the_short_forms():

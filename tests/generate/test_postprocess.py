@@ -21,6 +21,10 @@ from raysynth.generate.postprocess import clean, exact_key, locate, near_keys, p
         ),
         ("```\nPatient stable on aspirin.\n```", "Patient stable on aspirin."),
         ("Write a note about asthma.\nPatient wheezing.", "Patient wheezing."),
+        (  # a base model's web-text markup
+            "<em>CFTR</em> moves CO<sub>2</sub> in <strong>cystic fibrosis</strong>.",
+            "CFTR moves CO2 in cystic fibrosis.",
+        ),
     ],
 )
 def test_clean_strips_artefacts_echo_and_meta_text(raw, expected):

@@ -98,6 +98,15 @@ class MergeConfig(Strict):
     overlap: Literal["longest", "first"] = Field(
         default="longest", description="Which of two overlapping spans is kept."
     )
+    # Left out of dumps while false, so annotations made before it existed keep their digest.
+    abbreviations: bool = Field(
+        default=False,
+        exclude_if=lambda on: not on,
+        description="Label an abbreviation the note defines after a labelled long form, "
+        "'Huntington disease (HD)', wherever it occurs in the note (source `abbreviation`; "
+        "the evaluation's abbreviation step). Without it a model learns that such short "
+        "forms are not entities; notes from base models define many.",
+    )
 
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]

@@ -32,6 +32,7 @@ from raysynth.annotate.parse import PARSERS
 from raysynth.annotate.prompts import PromptBuilder, json_schema
 from raysynth.documents import Entity
 from raysynth.errors import ConfigError, RaysynthError
+from raysynth.evaluate.abbreviations import label_abbreviations
 from raysynth.generate.recipe import file_digest
 from raysynth.llm.config import SamplingParams, model_name
 from raysynth.schema import ANNOTATIONS, ENTITIES, STATUS_OK
@@ -406,6 +407,8 @@ class AnnotationWriter(ShardGatherer):
         seeds = [Entity.from_row(e) for e in first["seeds"]]
         kb = [Entity.from_row(e) for e in first["kb_entities"]]
         entities, _ = merge_note(seeds, answers, kb, self.config.merge)
+        if self.config.merge.abbreviations:
+            entities = label_abbreviations(first["text"], entities)
         status, reason = decide(answers, entities, seeds, self.config.merge)
         return {**out, "entities": [e.to_row() for e in entities], "status": status,
                 "reason": reason}  # fmt: skip

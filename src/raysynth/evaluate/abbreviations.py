@@ -146,6 +146,15 @@ def propagate_abbreviations(text: str, entities: Sequence[Entity]) -> list[Entit
     return sorted(result, key=lambda e: (e.start, e.end))
 
 
+def label_abbreviations(text: str, entities: Sequence[Entity]) -> list[Entity]:
+    """`entities` plus the occurrences of each short form whose long form is labelled: the
+    step for training labels, which only adds. Unlike a prediction, a label on a short form
+    whose long form holds none (a seed 'AVSD' after an unlabelled 'atrioventricular septal
+    defect (AVSD)') is kept: the long form is more likely a term the lexicons lack."""
+    added = [e for e in propagate_abbreviations(text, entities) if e.source == "abbreviation"]
+    return sorted([*entities, *added], key=lambda e: (e.start, e.end))
+
+
 def propagate_in_documents(
     docs: Sequence[Document], predictions: Sequence[Sequence[Entity]]
 ) -> list[list[Entity]]:

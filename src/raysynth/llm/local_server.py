@@ -51,7 +51,7 @@ def free_port() -> int:
 
 
 def server_command(config: LocalBackend, port: int) -> list[str]:
-    gguf = config.gguf or bundled_gguf()
+    gguf = config.gguf or bundled_gguf(config.bundled)
     if not Path(gguf).is_file():
         raise LocalServerError(f"gguf: no such file {gguf}")
     # Tokens are generated one at a time by threads that wait for each other, and the
