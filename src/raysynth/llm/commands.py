@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import get_args
+
+from raysynth.llm.config import BundledModel
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -20,7 +23,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Serve a GGUF model (default: the bundled SmolLM2-135M-Instruct) as an "
         "OpenAI-compatible endpoint on 127.0.0.1 until Ctrl-C.",
     )
-    serve.add_argument("--gguf", type=Path, help="GGUF model file (default: bundled SmolLM2)")
+    serve.add_argument("--gguf", type=Path, help="GGUF model file (default: --bundled)")
+    serve.add_argument(
+        "--bundled",
+        choices=get_args(BundledModel),
+        default="smollm2-135m-instruct",
+        help="bundled model to serve without --gguf (default: smollm2-135m-instruct; "
+        "gemma3-270m is a base model: /v1/completions only)",
+    )
     serve.add_argument("--port", type=int, help="port (default: a free one)")
     serve.add_argument(
         "--threads", type=int, help="threads per generated token (default: half the CPUs)"
@@ -48,7 +58,13 @@ def _serve(args: argparse.Namespace) -> int:
     from raysynth.llm.config import LocalBackend
     from raysynth.llm.local_server import local_server
 
-    config = LocalBackend(gguf=args.gguf, port=args.port, threads=args.threads, n_ctx=args.n_ctx)
+    config = LocalBackend(
+        gguf=args.gguf,
+        bundled=args.bundled,
+        port=args.port,
+        threads=args.threads,
+        n_ctx=args.n_ctx,
+    )
     try:  # Ctrl-C or SIGTERM (raysynth.cli.main)
         with local_server(config, args.run_dir) as server:
             print(f"serving {config.model_alias} at {server.base_url} (log: {server.log_path})")
