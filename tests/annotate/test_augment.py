@@ -54,6 +54,26 @@ def test_replacement_keeps_context_and_moves_offsets():
     check_spans(text, new)
 
 
+def test_a_defined_abbreviation_follows_its_replaced_long_form():
+    text = "Huntington disease (HD) is dominant; in HD the onset is late, unlike asthma."
+    old = [*entities(text, "Huntington disease", "HD", "HD", "asthma")]
+    terms = iter(["Crohn disease", "gout", "Marfan syndrome"])
+    always_short = AugmentConfig(define_abbreviation=1.0, abbreviation_only=0)
+    new_text, new = replace_mentions(
+        text, old, lambda _: next(terms), random.Random(0), always_short
+    )
+    assert new_text == "Crohn disease (CD) is dominant; in CD the onset is late, unlike gout."
+    assert [e.text for e in new] == ["Crohn disease", "CD", "CD", "gout"]
+    check_spans(new_text, new)
+    # a new term without initials leaves the short form as it was
+    terms = iter(["asthma", "gout"])
+    new_text, new = replace_mentions(
+        text, old, lambda _: next(terms), random.Random(0), always_short
+    )
+    assert new_text.startswith("Asthma (HD) is dominant; in HD the onset")
+    check_spans(new_text, new)
+
+
 @pytest.mark.parametrize(
     ("fractions", "expected", "labelled"),
     [

@@ -25,6 +25,10 @@ from raysynth.generate.postprocess import clean, exact_key, locate, near_keys, p
             "<em>CFTR</em> moves CO<sub>2</sub> in <strong>cystic fibrosis</strong>.",
             "CFTR moves CO2 in cystic fibrosis.",
         ),
+        (
+            "Two mutations.</p><p>One <i>de novo</i> (p<b, a>c).",
+            "Two mutations. One de novo (p<b, a>c).",
+        ),
     ],
 )
 def test_clean_strips_artefacts_echo_and_meta_text(raw, expected):

@@ -29,6 +29,7 @@ from typing import Any
 
 from raysynth.annotate.config import REPLACEMENT_FORMS, AugmentConfig, KnowledgeBase
 from raysynth.documents import Entity
+from raysynth.evaluate.abbreviations import find_abbreviations
 from raysynth.schema import STATUS_OK
 
 COPY_SEPARATOR = "~r"  # note_id of the k-th copy of note X: X~r<k>
@@ -99,14 +100,28 @@ def replace_mentions(
     `draw(label)` in one of the `surface` forms (coordinated with `partner(label, term)`,
     or a deficiency of `product()`),
     and the new entities on the new offsets. A replacement at the start of a sentence gets a
-    capital letter, as the text it replaced had."""
+    capital letter, as the text it replaced had. A labelled long form the text defines an
+    abbreviation for, 'Huntington disease (HD)', is replaced by the term alone, and its short
+    form, wherever it is labelled after that, by the new term's initials ('Crohn disease
+    (CD)'), or stays as it was when the new term has none."""
+    defined = {a.long_end: a.short for a in find_abbreviations(text)}
+    shorts: dict[str, str] = {}  # a replaced long form's short form -> what the copy writes
     pieces: list[str] = []
     out: list[Entity] = []
     position = length = 0
     for entity in sorted(entities, key=lambda e: e.start):
         pieces.append(text[position : entity.start])
         length += entity.start - position
-        written = surface(draw(entity.label), rng, config, partial(partner, entity.label), product)
+        if entity.text in shorts:
+            written = [(shorts[entity.text], True)]
+        elif entity.end in defined:
+            term, short = draw(entity.label), defined[entity.end]
+            shorts[short] = abbreviation(term) or short
+            written = [(term, True)]
+        else:
+            written = surface(
+                draw(entity.label), rng, config, partial(partner, entity.label), product
+            )
         for i, (piece, labelled) in enumerate(written):
             if i == 0 and _sentence_start(text, entity.start):
                 piece = piece[:1].upper() + piece[1:]

@@ -104,7 +104,8 @@ class MergeConfig(Strict):
         exclude_if=lambda on: not on,
         description="Label an abbreviation the note defines after a labelled long form, "
         "'Huntington disease (HD)', wherever it occurs in the note (source `abbreviation`; "
-        "the evaluation's abbreviation step). Without it a model learns that such short "
+        "the pairs the evaluation's abbreviation step finds, but labels are only added). "
+        "Without it a model learns that such short "
         "forms are not entities; notes from base models define many.",
     )
 
@@ -257,6 +258,12 @@ class AnnotateConfig(Strict):
                 raise ValueError(f"kb.lexicons: labels not in `labels`: {', '.join(unknown)}")
         if self.augment is not None and self.augment.lexicons is None and self.kb is None:
             raise ValueError("augment: needs `augment.lexicons` or a `kb` section")
+        asks = "llm" in self.merge.sources
+        if asks and isinstance(self.backend, LocalBackend) and not self.backend.chat:
+            raise ValueError(
+                f"backend.bundled: {self.backend.bundled} is a base model (completion prompts "
+                "only) and the annotator sends chat prompts; use smollm2-135m-instruct"
+            )
         return self
 
     def resolved(self, base: Path) -> AnnotateConfig:

@@ -51,3 +51,13 @@ class GenerateConfig(Strict):
             recipe = recipe.model_copy(update={"num_notes": self.num_notes})
         check_recipe(recipe)
         return self.model_copy(update={"recipe": recipe, "recipe_file": None})
+
+    def check_backend(self) -> None:
+        """A base model takes completion prompts only. Checked when the stage starts, not at
+        load: an experiment grid patches the recipe (its prompt_style) after loading it."""
+        backend, recipe = self.backend, self.recipe
+        if isinstance(backend, LocalBackend) and not backend.chat and recipe.prompt_style == "chat":
+            raise ConfigError(
+                f"generate.backend.bundled: {backend.bundled} is a base model (completion "
+                "prompts only); set the recipe's prompt_style: completion"
+            )

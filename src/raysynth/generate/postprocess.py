@@ -36,8 +36,10 @@ _SPECIAL_TOKENS = re.compile(
     r"<\|im_start\|>\s*(assistant|system|user)?|<\|[^|>]{1,40}\|>|</?s>|\[/?INST\]"
 )
 _FENCE = re.compile(r"^```[a-z]*\s*$", re.M)
-# Inline markup of web text, which base models (Gemma 3 base) write: '<em>CFTR</em>'.
-_HTML_TAG = re.compile(r"</?(?:em|strong|b|i|u|sub|sup|span|p|br)\b[^<>]{0,80}>", re.I)
+# Markup of web text, which base models (Gemma 3 base) write: '<em>CFTR</em>' (inline: the
+# tag goes) and '</p><p>' (a break: a space stays). Tag names only, so 'p<b, a>c' stays.
+_INLINE_TAG = re.compile(r"</?(?:em|strong|b|i|u|sub|sup|span)(?:\s[^<>]{0,80})?/?>", re.I)
+_BREAK_TAG = re.compile(r"(?:\s*</?(?:p|br|div)(?:\s[^<>]{0,80})?/?>\s*)+", re.I)
 _ROLE_PREFIX = re.compile(r"^\s*(assistant|system|user)\s*:\s*", re.I)
 _LEAD_IN = re.compile(
     r"^\s*(sure|certainly|of course|okay|ok|absolutely|here is|here's|here are|below is|"
@@ -58,7 +60,7 @@ def clean(text: str, prompt_texts: list[str]) -> str:
     """The note without chat artefacts, prompt echo, lead-in and sign-off lines."""
     text = _SPECIAL_TOKENS.sub("", text)
     text = _FENCE.sub("", text)
-    text = _HTML_TAG.sub("", text)
+    text = _BREAK_TAG.sub(" ", _INLINE_TAG.sub("", text))
     text = _ROLE_PREFIX.sub("", text)
     for prompt in prompt_texts:
         head = prompt.strip()

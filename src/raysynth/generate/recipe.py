@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -276,14 +277,36 @@ def load_examples(recipe: Recipe, where: str = "generate.recipe") -> list[str]:
         return []
     if not recipe.examples.is_file():
         raise ConfigError(f"{where}.examples: no such file {recipe.examples}")
-    text = recipe.examples.read_text(encoding="utf-8")
-    blocks = [b.strip() for b in text.split("\n\n") if b.strip() and not b.startswith("#")]
+    lines = recipe.examples.read_text(encoding="utf-8").splitlines()
+    text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    blocks = [b.strip() for b in re.split(r"\n\s*\n", text) if b.strip()]
     if len(blocks) < recipe.examples_per_prompt:
         raise ConfigError(
             f"{where}.examples: {recipe.examples} holds {len(blocks)} example(s), fewer than "
             f"examples_per_prompt ({recipe.examples_per_prompt})"
         )
     return blocks
+
+
+def _check_examples(recipe: Recipe, where: str) -> None:
+    """A template that shows examples needs a file of them, and examples need such a template:
+    otherwise they would be silently left out (or an empty list shown)."""
+    from raysynth.generate.prompts import load_template
+
+    template = load_template(recipe.template)
+    shows = any("{examples}" in part for part in template.parts.values())
+    if shows and recipe.examples is None:
+        raise ConfigError(
+            f"{where}.examples: template {recipe.template} shows examples; give a file of them"
+        )
+    if recipe.examples is not None and not shows:
+        raise ConfigError(
+            f"{where}.examples: template {recipe.template} shows none; use "
+            "sentence_examples_v1 or a template with {examples}"
+        )
+    if recipe.examples is None and "examples_per_prompt" in recipe.model_fields_set:
+        raise ConfigError(f"{where}.examples_per_prompt: needs `examples`")
+    load_examples(recipe, where)
 
 
 def check_recipe(recipe: Recipe, where: str = "generate.recipe") -> None:
@@ -298,7 +321,7 @@ def check_recipe(recipe: Recipe, where: str = "generate.recipe") -> None:
                     f"{where}.{kind}.{i}.per_note: asks for up to {source.per_note[1]} terms "
                     f"per note but {files} hold(s) only {len(lexicon)} after filtering"
                 )
-    load_examples(recipe, where)
+    _check_examples(recipe, where)
     if sum(t.per_note[1] for t in recipe.entity_types) == 0 and recipe.no_seed_fraction < 1:
         raise ConfigError(f"{where}.entity_types: every per_note range is [0, 0]")
 

@@ -132,6 +132,7 @@ def generate(
     workers on other nodes find the run (default: `run_dir` itself)."""
     from raysynth.generate.stats import corpus_stats
 
+    config.check_backend()
     storage = storage or RunStorage(Path(run_dir).resolve())
     recipe: Recipe = config.recipe  # resolved by GenerateConfig.resolved
     result = GenerateResult(out_dir=storage.local / "generate")

