@@ -67,7 +67,10 @@ def test_run_writes_every_table_and_a_rerun_redoes_nothing(
     assert result.run_dir == tmp_path / "work" / "small"
 
     statuses = {s.name: s.status for s in result.stages}
-    assert statuses == dict.fromkeys(["data", "generate", "annotate", "train", "evaluate"], "done")
+    assert statuses == {
+        **dict.fromkeys(["data", "generate", "annotate", "train", "evaluate"], "done"),
+        "self-train": "skipped",
+    }
     notes = pq.read_table(stored / "generate" / "notes").to_pylist()
     annotations = pq.read_table(stored / "annotations").to_pylist()
     assert len(notes) == 8 and len(annotations) == 8

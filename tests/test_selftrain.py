@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from raysynth.annotate.config import KnowledgeBase
+from raysynth.config import load_config
 from raysynth.config_base import CorpusRef
-from raysynth.corpus import write_documents
+from raysynth.corpus import read_documents, write_documents
 from raysynth.documents import Document, Entity
 from raysynth.errors import ConfigError
 from raysynth.evaluate.config import EvaluateConfig
 from raysynth.generate.recipe import LexiconFile
+from raysynth.pipeline import run
 from raysynth.schema import ANNOTATIONS
 from raysynth.selftrain import label_real_text, link_training_set
+from tests.helpers import easy_sentences, write_easy_corpus
 
 # The words of the tiny model's corpus (tests.helpers), and two lexicon terms it never saw.
 TEXTS = [
@@ -92,3 +99,82 @@ def test_the_training_set_links_every_shard_of_its_sources(tmp_path):
     assert all(p.is_symlink() and not p.readlink().is_absolute() for p in folder.iterdir())
     with pytest.raises(ConfigError, match="two training shards named shard-00000.parquet"):
         link_training_set(tmp_path / "set", [tmp_path / "a", tmp_path / "a"])
+
+
+def _run_config(tmp_path, tiny_bert, real_text: CorpusRef, **self_training) -> dict:
+    """A run that trains the tiny model on an easy real-style corpus (no synthetic notes, so
+    `synthetic: false`) and self-trains on `real_text`."""
+    return {
+        "name": "st",
+        "storage": str(tmp_path / "runs"),
+        "test_sets": [{"name": "easy", "path": str(write_easy_corpus(tmp_path / "t.tsv", 20, 5))}],
+        "train": {
+            "data": {"path": str(write_easy_corpus(tmp_path / "train.tsv", 40, 4))},
+            "labels": ["Disease"], "model": str(tiny_bert), "epochs": 1, "num_workers": 1,
+            "batch_size": 8, "max_length": 32, "stride": 8, "dev_fraction": 0.3,
+        },
+        "evaluate": {"actors": 1, "bootstrap": 10},
+        "self_training": {
+            "text": str(real_text.path), "dictionary": "off", "synthetic": False,
+            **self_training,
+        },
+    }  # fmt: skip
+
+
+def test_run_self_trains_in_rounds_and_a_rerun_redoes_nothing(
+    ray_session, tiny_bert, real_text, tmp_path
+):
+    # The three documents and 20 more: a student holds a tenth of its documents out.
+    docs = list(read_documents(real_text.path, "jsonl"))
+    for i, sentence in enumerate(easy_sentences(20, seed=6)):
+        docs.append(Document(f"e{i}", " ".join(w for w, _ in sentence), []))
+    write_documents(docs, real_text.path)
+    path = tmp_path / "st.yaml"
+    path.write_text(yaml.safe_dump(_run_config(tmp_path, tiny_bert, real_text, rounds=2)))
+    result = run(load_config(path))
+
+    stage = result.stages[-1]
+    assert (stage.name, stage.status) == ("self-train", "done"), stage.detail
+    assert "round-1: " in stage.detail and "round-2: " in stage.detail
+    for k in (1, 2):
+        out = result.run_dir / "self-training" / f"round-{k}"
+        found = labels(out / "labels")
+        assert len(found) == 23 and "nurse" not in found["d0"]  # the file's gold is unread
+        assert (out / "model" / "config.json").is_file()
+        assert (out / "report" / "easy" / "report.json").is_file()
+        assert stage.outputs[f"round {k} model"] == str(out / "model")
+    # round 2's teacher is round 1's student, so its labels are that model's
+    assert json.loads(
+        pq.read_table(result.run_dir / "self-training" / "round-2" / "labels")
+        .column("annotator")[0]
+        .as_py()
+    )["model"] == str(result.run_dir / "self-training" / "round-1" / "model")
+
+    again = run(load_config(path))
+    assert again.stages[-1].detail == (
+        "round 1: already done with these settings; round 2: already done with these settings"
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda c: c.pop("train"), "self_training: needs a train section"),
+        (
+            lambda c: c["self_training"].update(dictionary="union"),
+            "self_training.dictionary: 'union' needs lexicons (annotate.kb)",
+        ),
+        (lambda c: c["self_training"].update(text="nowhere.jsonl"), "self_training.text: "),
+        (
+            lambda c: c["self_training"].update(negatives=[{"path": "none.txt"}]),
+            "self_training.negatives.0.path: no such file",
+        ),
+    ],
+)
+def test_run_self_training_config_errors(tmp_path, tiny_bert, real_text, change, expected):
+    config = _run_config(tmp_path, tiny_bert, real_text)
+    change(config)
+    path = tmp_path / "st.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(path)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from raysynth.annotate.config import AnnotateConfig
 from raysynth.config_base import CorpusRef, Strict, describe, read_yaml_mapping, resolve_path
 from raysynth.errors import ConfigError
 from raysynth.evaluate.config import EvaluateConfig
 from raysynth.generate.config import GenerateConfig
+from raysynth.selftrain import SelfTrainingConfig
 from raysynth.storage import RunStorage
 from raysynth.train.config import TrainConfig
 
@@ -22,6 +23,18 @@ class TestSet(CorpusRef):
     __test__ = False  # not a pytest test class, despite the name
 
     name: str = Field(description="Short name used in reports and output folders.")
+
+
+class RunSelfTraining(SelfTrainingConfig):
+    """After the model is trained and evaluated, it labels `text` (real notes nobody
+    labelled), a student trains on those labels beside the synthetic notes with the train
+    section's settings, is evaluated on the same test sets, and teaches the next round."""
+
+    rounds: PositiveInt = Field(
+        default=1,
+        description="Students in a chain: round k's model labels the text for round k+1 "
+        "(on NCBI-disease, round 2 gained a little and a third nothing; docs/RESULTS.md).",
+    )
 
 
 class RunConfig(Strict):
@@ -54,6 +67,20 @@ class RunConfig(Strict):
     test_sets: list[TestSet] = Field(
         default_factory=list, description="Real test sets the trained model is scored on."
     )
+    self_training: RunSelfTraining | None = Field(
+        default=None,
+        description="Students trained on the model's labels of real, unlabelled text "
+        "(raysynth/selftrain.py): not synthetic-only, but no human label.",
+    )
+
+    @model_validator(mode="after")
+    def _teacher_trains(self) -> RunConfig:
+        if self.self_training is not None and self.train is None:
+            raise ValueError(
+                "self_training: needs a train section (the trained model is the first "
+                "teacher, and each student trains with its settings)"
+            )
+        return self
 
     @field_validator("storage", mode="before")
     @classmethod
@@ -89,11 +116,15 @@ def resolved_paths(config: RunConfig, base: Path) -> RunConfig:
     evaluate = config.evaluate.resolved(base)
     generate = config.generate.resolved(base) if config.generate else None
     annotate = config.annotate.resolved(base) if config.annotate else None
+    selftrain = config.self_training.resolved(base) if config.self_training else None
+    if selftrain is not None:
+        selftrain.check(annotate.kb if annotate else None)
     update = {
         "test_sets": tests,
         "train": train,
         "evaluate": evaluate,
         "generate": generate,
         "annotate": annotate,
+        "self_training": selftrain,
     }
     return config.model_copy(update=update)

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from raysynth.config import RunConfig
+from raysynth.config_base import CorpusRef
 from raysynth.corpus import ReadReport, parse_label_map, read_documents, write_documents
+from raysynth.errors import ConfigError
 from raysynth.runtime import ray_session
 from raysynth.storage import RunStorage, is_uri
 
@@ -57,6 +59,7 @@ def run(config: RunConfig) -> RunResult:
             ("annotate", _annotate),
             ("train", _train),
             ("evaluate", _evaluate),
+            ("self-train", _self_train),
         ):
             _step(result, header, name, lambda stage=stage: stage(config, storage))
     return result
@@ -228,6 +231,64 @@ def _evaluate(config: RunConfig, storage: RunStorage) -> StageReport:
         "; ".join(f"{r.name}: F1 {r.f1_strict:.4f}" for r in results),
         outputs={f"{r.name} report": str(r.report["markdown"]) for r in results},
         counts={f"{r.name}_{k}": v for r in results for k, v in r.counts.items()},
+    )
+
+
+def _self_train(config: RunConfig, storage: RunStorage) -> StageReport:
+    """Each round in `<run>/self-training/round-<k>/`: the teacher's labels of the text
+    (`labels/`), the student's training set (`train-data/`, links), its model and reports.
+    A round done with the same settings, teacher and text is not run again."""
+    selftrain = config.self_training
+    if selftrain is None:
+        return StageReport("self-train", "skipped", "no self_training section in the config")
+    run_dir = storage.local
+    teacher = run_dir / "model"
+    if not (teacher / "config.json").is_file():
+        return StageReport("self-train", "skipped", f"no model at {teacher} (train writes it)")
+    synthetic = Path(config.train.data.path) if config.train.data else run_dir / "annotations"
+    if selftrain.synthetic and not synthetic.is_dir():
+        raise ConfigError(
+            f"self_training.synthetic: the synthetic notes must be a folder of annotation "
+            f"shards, not {synthetic}; or set synthetic: false"
+        )
+    report = StageReport("self-train", "done")
+    for k in range(1, selftrain.rounds + 1):
+        out = run_dir / "self-training" / f"round-{k}"
+        key = fingerprint(selftrain, [teacher, selftrain.text.path]) + fingerprint(config.train, [])
+        if finished(out, "round", key):
+            report.detail += f"round {k}: already done with these settings; "
+        else:
+            report.detail += _round(config, out, teacher, synthetic) + "; "
+            mark_finished(out, "round", key)
+        teacher = out / "model"
+        report.outputs[f"round {k} model"] = str(teacher)
+        for test in config.test_sets:
+            report.outputs[f"round {k} {test.name} report"] = str(
+                out / "report" / test.name / "report.md"
+            )
+    report.detail = report.detail.rstrip("; ")
+    return report
+
+
+def _round(config: RunConfig, out: Path, teacher: Path, synthetic: Path) -> str:
+    """One student: labelled, trained and evaluated in `out`; what it did, in one line."""
+    from raysynth.evaluate.job import evaluate
+    from raysynth.selftrain import student_training_set
+    from raysynth.train.fit import train
+
+    kb = config.annotate.kb if config.annotate else None
+    labelled = student_training_set(
+        config.self_training, config.evaluate, teacher, kb, out / "labels", synthetic,
+        out / "train-data",
+    )  # fmt: skip
+    data = CorpusRef(path=out / "train-data", format="parquet")
+    train(config.train.model_copy(update={"data": data}), out)
+    results = evaluate(config.evaluate, str(out / "model"), config.test_sets, out, kb=kb)
+    scores = ", ".join(f"{r.name}: F1 {r.f1_strict:.4f}" for r in results)
+    return (
+        f"{out.name}: {labelled.mentions} mentions labelled in {labelled.documents} documents "
+        f"(negatives dropped in {labelled.with_negatives}, voted out in "
+        f"{labelled.with_voted_out}); {scores or 'no test sets'}"
     )
 
 

@@ -20,20 +20,99 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
+from pydantic import Field, PositiveInt, field_validator
 
 from raysynth.annotate.config import KnowledgeBase
-from raysynth.config_base import CorpusRef
+from raysynth.config_base import CorpusRef, Strict, resolve_path
 from raysynth.consistency import VOTED_OUT, Consistency, vote
 from raysynth.dataset import load_documents
 from raysynth.errors import ConfigError
 from raysynth.evaluate.config import EvaluateConfig
+from raysynth.evaluate.dictionary import DictionaryMode
+from raysynth.generate.recipe import LexiconFile
 from raysynth.schema import ANNOTATIONS, STATUS_OK
 from raysynth.storage import clear
 
 SOURCE = "model"
 NEGATIVES = "negatives"
+
+
+class SelfTrainingConfig(Strict):
+    """How a trained model's labels of real, unlabelled text become a student's training
+    set: shared by `raysynth run` (`self_training:`) and experiment grids. A plain path for
+    `text` is short for `{path: ...}`."""
+
+    text: CorpusRef = Field(
+        description="Real text without labels (labels the file holds are dropped unread): "
+        "the notes the model is for, e.g. a hospital's own notes or a corpus's train split."
+    )
+    dictionary: DictionaryMode = Field(
+        default="union",
+        description="How the teacher uses the annotate.kb lexicons on the text "
+        "(evaluate.dictionary): 'union' labels the lexicons' matches it misses too.",
+    )
+    synthetic: bool = Field(
+        default=True,
+        description="The student also trains on the teacher's synthetic notes; false: on the "
+        "labelled real text alone.",
+    )
+    limit: PositiveInt | None = Field(
+        default=None, description="The first N documents of the text only."
+    )
+    # Left out of dumps while empty, so that students trained before the field existed keep
+    # their digests.
+    negatives: list[LexiconFile] = Field(
+        default_factory=list,
+        exclude_if=lambda files: not files,
+        description="Terms never labelled: a teacher's label whose text is one of them (in "
+        "any case) is dropped, and its document's `reason` names it; e.g. the recipe's "
+        "unlabelled negatives (gene symbols, genetics words). Read as written (no filter).",
+    )
+    consistency: Consistency | None = Field(
+        default=None,
+        exclude_if=lambda vote: vote is None,
+        description="A vote per labelled string over the whole text (raysynth/consistency.py): "
+        "labelled everywhere when the teacher mostly labels it, nowhere when it rarely does "
+        "(`{}` for the defaults).",
+    )
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _path_shorthand(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+    def resolved(self, base: Path) -> SelfTrainingConfig:
+        """Text and negatives paths taken relative to `base` (the config file's folder)."""
+        text = self.text.model_copy(update={"path": resolve_path(base, self.text.path)})
+        files = [f.model_copy(update={"path": resolve_path(base, f.path)}) for f in self.negatives]
+        return self.model_copy(update={"text": text, "negatives": files})
+
+    def check(self, kb: KnowledgeBase | None, where: str = "self_training") -> None:
+        """The errors a run would meet after its teacher trained, raised when the config
+        loads: no text, a missing negatives file, a dictionary without lexicons."""
+        if "://" not in str(self.text.path) and not Path(self.text.path).exists():
+            raise ConfigError(f"{where}.text: {self.text.path} does not exist")
+        self.negative_terms(where)
+        if self.dictionary != "off" and not kb:
+            raise ConfigError(
+                f"{where}.dictionary: {self.dictionary!r} needs lexicons (annotate.kb); "
+                "or set dictionary: off"
+            )
+
+    def negative_terms(self, where: str = "self_training") -> frozenset[str]:
+        """The lower-cased terms of `negatives`, read as written."""
+        from raysynth.generate.lexicon import load_terms
+
+        for i, spec in enumerate(self.negatives):
+            if not Path(spec.path).is_file():
+                raise ConfigError(f"{where}.negatives.{i}.path: no such file {spec.path}")
+        if not self.negatives:
+            return frozenset()
+        terms = load_terms(self.negatives, None, field=f"{where}.negatives")
+        return frozenset(t.lower() for t in terms)
 
 
 @dataclass(frozen=True)
@@ -141,6 +220,32 @@ def _counted(out_dir: Path) -> Labelled:
         return pc.sum(pc.match_substring(table.column("reason"), f"{words}:")).as_py() or 0
 
     return Labelled(out_dir, len(table), mentions, mentioning(NEGATIVES), mentioning(VOTED_OUT))
+
+
+def student_training_set(
+    config: SelfTrainingConfig,
+    evaluate: EvaluateConfig,
+    teacher: Path,
+    kb: KnowledgeBase | None,
+    labels_dir: Path,
+    synthetic: Path | None,
+    train_dir: Path,
+) -> Labelled:
+    """The teacher's labels of `config.text` written to `labels_dir`, and `train_dir` made a
+    folder of links to them and (with `config.synthetic`) to the synthetic annotation shards
+    in `synthetic`: the student's `train.data`."""
+    if not (teacher / "config.json").is_file():
+        raise ConfigError(f"self-training: no teacher model at {teacher}")
+    cfg = evaluate.model_copy(update={"dictionary": config.dictionary})
+    labelled = label_real_text(
+        cfg, str(teacher), config.text, labels_dir, kb, config.limit,
+        config.negative_terms(), config.consistency,
+    )  # fmt: skip
+    sources = [labelled.out_dir]
+    if config.synthetic and synthetic is not None:
+        sources.append(synthetic)
+    link_training_set(train_dir, sources)
+    return labelled
 
 
 def link_training_set(folder: Path, sources: list[Path]) -> Path:

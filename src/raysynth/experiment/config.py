@@ -36,13 +36,11 @@ from raysynth.annotate.config import (
 )
 from raysynth.config import RunConfig, load_config
 from raysynth.config_base import CorpusRef, Strict, read_yaml_mapping, resolve_path
-from raysynth.consistency import Consistency
 from raysynth.errors import ConfigError
-from raysynth.evaluate.dictionary import DictionaryMode
 from raysynth.generate.config import GenerateConfig
-from raysynth.generate.lexicon import load_terms
-from raysynth.generate.recipe import LexiconFile, Recipe, check_recipe
+from raysynth.generate.recipe import Recipe, check_recipe
 from raysynth.llm.config import Backend
+from raysynth.selftrain import SelfTrainingConfig
 from raysynth.storage import is_uri
 from raysynth.train.config import TrainConfig
 
@@ -119,52 +117,13 @@ class SupervisedBaseline(Strict):
         return {"path": value} if isinstance(value, str) else value
 
 
-class SelfTraining(Strict):
+class SelfTraining(SelfTrainingConfig):
     """Cells trained on real text no one labelled, labelled by a synthetic cell's model with
-    the lexicons and the abbreviation step (raysynth/selftrain.py). A plain path for `text` is
-    short for `{path: ...}`."""
+    the lexicons and the abbreviation step (raysynth/selftrain.py)."""
 
-    text: CorpusRef = Field(
-        description="Real text without labels (labels the file holds are dropped unread): "
-        "the notes the model is for, e.g. a corpus's train split."
-    )
     teachers: list[Name] = Field(
         min_length=1, description="Cells whose models label the text: one student each."
     )
-    dictionary: DictionaryMode = Field(
-        default="union",
-        description="How the teacher uses the base's annotate.kb on the text "
-        "(evaluate.dictionary): 'union' labels the lexicons' matches it misses too.",
-    )
-    synthetic: bool = Field(
-        default=True,
-        description="The student also trains on the teacher's synthetic notes; false: on the "
-        "labelled real text alone.",
-    )
-    limit: PositiveInt | None = Field(
-        default=None, description="The first N documents of the text only."
-    )
-    # Left out of dumps while empty, so that students trained before the field existed keep
-    # their digests.
-    negatives: list[LexiconFile] = Field(
-        default_factory=list,
-        exclude_if=lambda files: not files,
-        description="Terms never labelled: a teacher's label whose text is one of them (in "
-        "any case) is dropped, and its document's `reason` names it; e.g. the recipe's "
-        "unlabelled negatives (gene symbols, genetics words). Read as written (no filter).",
-    )
-    consistency: Consistency | None = Field(
-        default=None,
-        exclude_if=lambda vote: vote is None,
-        description="A vote per labelled string over the whole text (raysynth/consistency.py): "
-        "labelled everywhere when the teacher mostly labels it, nowhere when it rarely does "
-        "(`{}` for the defaults).",
-    )
-
-    @field_validator("text", mode="before")
-    @classmethod
-    def _path_shorthand(cls, value: Any) -> Any:
-        return {"path": value} if isinstance(value, str) else value
 
 
 class Baselines(Strict):
@@ -448,18 +407,13 @@ def _check(grid: Grid) -> None:
 
 
 def _check_self_training(grid: Grid) -> None:
-    selftrain = grid.config.self_training
-    if selftrain is None:
+    if grid.config.self_training is None:
         return
-    text = resolve_path(grid.path.parent.resolve(), selftrain.text.path)
-    if "://" not in str(text) and not text.exists():
-        raise ConfigError(f"{grid.path}: self_training.text: {text} does not exist")
-    self_training_negatives(grid)
-    if selftrain.dictionary != "off" and (grid.base.annotate is None or not grid.base.annotate.kb):
-        raise ConfigError(
-            f"{grid.path}: self_training.dictionary: {selftrain.dictionary!r} needs the base's "
-            "annotate.kb; give one, or set it to 'off'"
-        )
+    kb = grid.base.annotate.kb if grid.base.annotate else None
+    try:
+        self_training(grid).check(kb)
+    except ConfigError as err:
+        raise ConfigError(f"{grid.path}: {err}") from None
 
 
 def supervised_train(grid: Grid) -> TrainConfig | None:
@@ -477,29 +431,9 @@ def supervised_train(grid: Grid) -> TrainConfig | None:
     return train.resolved(folder)
 
 
-def self_training_text(grid: Grid) -> CorpusRef:
-    """The self-training text, its path resolved against the grid file."""
-    text = grid.config.self_training.text
-    return text.model_copy(update={"path": resolve_path(grid.path.parent.resolve(), text.path)})
-
-
-def self_training_negatives(grid: Grid) -> frozenset[str]:
-    """The lower-cased terms of `self_training.negatives`, read as written; a missing file is
-    an error naming the field, found when the grid loads."""
-    files = [
-        f.model_copy(update={"path": resolve_path(grid.path.parent.resolve(), f.path)})
-        for f in grid.config.self_training.negatives
-    ]
-    if not files:
-        return frozenset()
-    for i, spec in enumerate(files):
-        if not spec.path.is_file():
-            raise ConfigError(
-                f"{grid.path}: self_training.negatives.{i}.path: no such file {spec.path}"
-            )
-    with naming(grid.path):
-        terms = load_terms(files, None, field="self_training.negatives")
-    return frozenset(t.lower() for t in terms)
+def self_training(grid: Grid) -> SelfTrainingConfig:
+    """The grid's self-training section with its paths resolved against the grid file."""
+    return grid.config.self_training.resolved(grid.path.parent.resolve())
 
 
 def dictionary_kbs(grid: Grid) -> dict[str, KnowledgeBase]:

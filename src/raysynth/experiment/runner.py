@@ -226,32 +226,26 @@ def _train(cell: Cell, plan: Plan) -> dict[str, Any]:
 def _self_training_set(cell: Cell, plan: Plan) -> dict[str, int]:
     """The teacher's labels of the real text, linked beside the teacher's synthetic
     training shards (unless `self_training.synthetic` is false) into `train.data`."""
-    from raysynth.experiment.config import self_training_negatives, self_training_text
-    from raysynth.selftrain import label_real_text, link_training_set
+    from raysynth.experiment.config import self_training
+    from raysynth.selftrain import student_training_set
 
     teacher = cell.teacher.run_dir / "model"
     if not (teacher / "config.json").is_file():
         raise RaysynthError(f"teacher {cell.teacher.name} has no model: its training failed")
-    selftrain = plan.grid.config.self_training
+    selftrain = self_training(plan.grid)
     base = plan.grid.base
-    cfg = base.evaluate.model_copy(update={"dictionary": selftrain.dictionary})
     kb = base.annotate.kb if base.annotate else None
-    text = self_training_text(plan.grid)
-    out = cell.run_dir / "labels"
-    negatives = self_training_negatives(plan.grid)
-    labelled = label_real_text(
-        cfg, str(teacher), text, out, kb, selftrain.limit, negatives, selftrain.consistency
-    )
+    synthetic = link_subset(cell.annotation, cell.size) if selftrain.synthetic else None
+    labelled = student_training_set(
+        selftrain, base.evaluate, teacher, kb, cell.run_dir / "labels", synthetic,
+        Path(cell.train.data.path),
+    )  # fmt: skip
     print(
         f"[experiment] {cell.name}: {cell.teacher.name} labelled {labelled.mentions} mentions "
-        f"in {labelled.documents} documents of {text.path} (negatives dropped in "
+        f"in {labelled.documents} documents of {selftrain.text.path} (negatives dropped in "
         f"{labelled.with_negatives}, labels voted out in {labelled.with_voted_out})",
         flush=True,
     )
-    sources = [labelled.out_dir]
-    if selftrain.synthetic:
-        sources.append(link_subset(cell.annotation, cell.size))
-    link_training_set(Path(cell.train.data.path), sources)
     return {
         "labelled_documents": labelled.documents,
         "labelled_mentions": labelled.mentions,
