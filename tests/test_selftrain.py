@@ -135,7 +135,7 @@ def test_run_self_trains_in_rounds_and_a_rerun_redoes_nothing(
 
     stage = result.stages[-1]
     assert (stage.name, stage.status) == ("self-train", "done"), stage.detail
-    assert "round-1: " in stage.detail and "round-2: " in stage.detail
+    assert "round 1: " in stage.detail and "round 2: " in stage.detail
     for k in (1, 2):
         out = result.run_dir / "self-training" / f"round-{k}"
         found = labels(out / "labels")
@@ -150,10 +150,19 @@ def test_run_self_trains_in_rounds_and_a_rerun_redoes_nothing(
         .as_py()
     )["model"] == str(result.run_dir / "self-training" / "round-1" / "model")
 
-    again = run(load_config(path))
-    assert again.stages[-1].detail == (
-        "round 1: already done with these settings; round 2: already done with these settings"
+    again = run(load_config(path)).stages[-1]
+    assert (again.status, again.detail) == (
+        "skipped",
+        "round 1: already done with these settings; round 2: already done with these settings",
     )
+    # one more round keeps the first two
+    path.write_text(yaml.safe_dump(_run_config(tmp_path, tiny_bert, real_text, rounds=3)))
+    longer = run(load_config(path)).stages[-1]
+    assert longer.detail.startswith(
+        "round 1: already done with these settings; round 2: already done with these settings; "
+        "round 3: "
+    )
+    assert (result.run_dir / "self-training" / "round-3" / "model" / "config.json").is_file()
 
 
 @pytest.mark.parametrize(
@@ -169,6 +178,11 @@ def test_run_self_trains_in_rounds_and_a_rerun_redoes_nothing(
             lambda c: c["self_training"].update(negatives=[{"path": "none.txt"}]),
             "self_training.negatives.0.path: no such file",
         ),
+        (
+            lambda c: c["self_training"].update(synthetic=True),
+            "self_training.synthetic: students train on the synthetic notes, and train.data",
+        ),
+        (lambda c: c.update(storage="s3://bucket/runs"), "self_training: runs on local storage"),
     ],
 )
 def test_run_self_training_config_errors(tmp_path, tiny_bert, real_text, change, expected):

@@ -13,7 +13,7 @@ from raysynth.errors import ConfigError
 from raysynth.evaluate.config import EvaluateConfig
 from raysynth.generate.config import GenerateConfig
 from raysynth.selftrain import SelfTrainingConfig
-from raysynth.storage import RunStorage
+from raysynth.storage import RunStorage, is_uri
 from raysynth.train.config import TrainConfig
 
 
@@ -67,18 +67,27 @@ class RunConfig(Strict):
     test_sets: list[TestSet] = Field(
         default_factory=list, description="Real test sets the trained model is scored on."
     )
+    # Left out of dumps while unset, so the configs hashed before it existed keep their hash.
     self_training: RunSelfTraining | None = Field(
         default=None,
+        exclude_if=lambda section: section is None,
         description="Students trained on the model's labels of real, unlabelled text "
         "(raysynth/selftrain.py): not synthetic-only, but no human label.",
     )
 
     @model_validator(mode="after")
     def _teacher_trains(self) -> RunConfig:
-        if self.self_training is not None and self.train is None:
+        if self.self_training is None:
+            return self
+        if self.train is None:
             raise ValueError(
                 "self_training: needs a train section (the trained model is the first "
                 "teacher, and each student trains with its settings)"
+            )
+        if is_uri(self.storage):
+            raise ValueError(
+                "self_training: runs on local storage only (each round writes its labels, "
+                "links and model on the driver's machine); set storage to a folder"
             )
         return self
 
@@ -119,6 +128,7 @@ def resolved_paths(config: RunConfig, base: Path) -> RunConfig:
     selftrain = config.self_training.resolved(base) if config.self_training else None
     if selftrain is not None:
         selftrain.check(annotate.kb if annotate else None)
+        _check_synthetic(selftrain, train)
     update = {
         "test_sets": tests,
         "train": train,
@@ -128,3 +138,17 @@ def resolved_paths(config: RunConfig, base: Path) -> RunConfig:
         "self_training": selftrain,
     }
     return config.model_copy(update=update)
+
+
+def _check_synthetic(selftrain: RunSelfTraining, train: TrainConfig) -> None:
+    """Students train on the synthetic notes as annotation shards: the run's annotations/, or
+    `train.data` when it is set, which must then be a local folder of them."""
+    data = train.data.path if train.data else None
+    if not selftrain.synthetic or data is None:
+        return
+    if is_uri(data) or not Path(data).is_dir() or not any(Path(data).glob("*.parquet")):
+        raise ConfigError(
+            f"self_training.synthetic: students train on the synthetic notes, and train.data "
+            f"({data}) is not a local folder of annotation shards (*.parquet); point it at "
+            "one, or set synthetic: false"
+        )

@@ -237,7 +237,7 @@ def _evaluate(config: RunConfig, storage: RunStorage) -> StageReport:
 def _self_train(config: RunConfig, storage: RunStorage) -> StageReport:
     """Each round in `<run>/self-training/round-<k>/`: the teacher's labels of the text
     (`labels/`), the student's training set (`train-data/`, links), its model and reports.
-    A round done with the same settings, teacher and text is not run again."""
+    A round done with the same settings, teacher, text and files is not run again."""
     selftrain = config.self_training
     if selftrain is None:
         return StageReport("self-train", "skipped", "no self_training section in the config")
@@ -246,28 +246,47 @@ def _self_train(config: RunConfig, storage: RunStorage) -> StageReport:
     if not (teacher / "config.json").is_file():
         return StageReport("self-train", "skipped", f"no model at {teacher} (train writes it)")
     synthetic = Path(config.train.data.path) if config.train.data else run_dir / "annotations"
-    if selftrain.synthetic and not synthetic.is_dir():
+    if selftrain.synthetic and not any(synthetic.glob("*.parquet")):
         raise ConfigError(
-            f"self_training.synthetic: the synthetic notes must be a folder of annotation "
-            f"shards, not {synthetic}; or set synthetic: false"
+            f"self_training.synthetic: no annotation shards in {synthetic} for the students "
+            "to train on; or set synthetic: false"
         )
-    report = StageReport("self-train", "done")
+    report, ran = StageReport("self-train", "done"), 0
     for k in range(1, selftrain.rounds + 1):
         out = run_dir / "self-training" / f"round-{k}"
-        key = fingerprint(selftrain, [teacher, selftrain.text.path]) + fingerprint(config.train, [])
+        key = _round_key(config, teacher)
         if finished(out, "round", key):
             report.detail += f"round {k}: already done with these settings; "
         else:
-            report.detail += _round(config, out, teacher, synthetic) + "; "
+            report.detail += f"round {k}: {_round(config, out, teacher, synthetic)}; "
             mark_finished(out, "round", key)
+            ran += 1
         teacher = out / "model"
         report.outputs[f"round {k} model"] = str(teacher)
         for test in config.test_sets:
             report.outputs[f"round {k} {test.name} report"] = str(
                 out / "report" / test.name / "report.md"
             )
+    report.status = "done" if ran else "skipped"
     report.detail = report.detail.rstrip("; ")
     return report
+
+
+def _round_key(config: RunConfig, teacher: Path) -> str:
+    """What a round's labels, model and reports depend on: every setting that reaches them
+    (not `rounds`: a longer chain keeps its first rounds) and the files they read."""
+    selftrain = config.self_training
+    kb = config.annotate.kb if config.annotate else None
+    settings = {
+        "self_training": selftrain.model_dump(mode="json", exclude={"rounds"}),
+        "train": config.train.model_dump(mode="json"),
+        "evaluate": config.evaluate.model_dump(mode="json"),
+        "kb": kb.model_dump(mode="json") if kb else None,
+        "test_sets": [t.model_dump(mode="json") for t in config.test_sets],
+    }
+    files = [teacher, selftrain.text.path, *(f.path for f in selftrain.negatives)]
+    files += [f.path for group in (kb.lexicons.values() if kb else ()) for f in group]
+    return fingerprint(settings, [*files, *(t.path for t in config.test_sets)])
 
 
 def _round(config: RunConfig, out: Path, teacher: Path, synthetic: Path) -> str:
@@ -286,7 +305,7 @@ def _round(config: RunConfig, out: Path, teacher: Path, synthetic: Path) -> str:
     results = evaluate(config.evaluate, str(out / "model"), config.test_sets, out, kb=kb)
     scores = ", ".join(f"{r.name}: F1 {r.f1_strict:.4f}" for r in results)
     return (
-        f"{out.name}: {labelled.mentions} mentions labelled in {labelled.documents} documents "
+        f"{labelled.mentions} mentions labelled in {labelled.documents} documents "
         f"(negatives dropped in {labelled.with_negatives}, voted out in "
         f"{labelled.with_voted_out}); {scores or 'no test sets'}"
     )
@@ -298,11 +317,12 @@ def _round(config: RunConfig, out: Path, teacher: Path, synthetic: Path) -> str:
 
 
 def fingerprint(section: Any, inputs: list[Path | str]) -> str:
-    """Hash of a config section and the content of every file under `inputs`, named
-    relative to its input: the same after the run directory is fetched from its storage
-    onto another machine, where paths and mtimes differ. URIs count by name only (hashing
-    them would download them)."""
-    digest = hashlib.sha256(json.dumps(section.model_dump(mode="json"), sort_keys=True).encode())
+    """Hash of a config section (or a dict of them) and the content of every file under
+    `inputs`, named relative to its input: the same after the run directory is fetched from
+    its storage onto another machine, where paths and mtimes differ. URIs count by name only
+    (hashing them would download them)."""
+    dumped = section if isinstance(section, dict) else section.model_dump(mode="json")
+    digest = hashlib.sha256(json.dumps(dumped, sort_keys=True).encode())
     for root in inputs:
         if is_uri(root):
             digest.update(str(root).encode())

@@ -234,8 +234,6 @@ def student_training_set(
     """The teacher's labels of `config.text` written to `labels_dir`, and `train_dir` made a
     folder of links to them and (with `config.synthetic`) to the synthetic annotation shards
     in `synthetic`: the student's `train.data`."""
-    if not (teacher / "config.json").is_file():
-        raise ConfigError(f"self-training: no teacher model at {teacher}")
     cfg = evaluate.model_copy(update={"dictionary": config.dictionary})
     labelled = label_real_text(
         cfg, str(teacher), config.text, labels_dir, kb, config.limit,

@@ -324,6 +324,11 @@ def _base(config: GridConfig, path: Path, folder: Path) -> RunConfig:
             raise ConfigError("annotate.input: cells annotate their generated notes")
         if not base.test_sets:
             raise ConfigError("test_sets: the grid scores every cell on real test sets")
+        if base.self_training is not None:
+            raise ConfigError(
+                "self_training: a grid self-trains from its own top-level self_training "
+                "(with teachers)"
+            )
     return base
 
 
