@@ -69,6 +69,7 @@ def test_run_without_stage_sections_reads_the_data_and_skips_the_rest(shared_dat
         "annotate": "skipped",
         "train": "skipped",
         "evaluate": "skipped",
+        "self-train": "skipped",
     }
 
 
