@@ -74,3 +74,22 @@ def test_a_file_that_is_not_parquet_is_named_in_a_config_error(ray_session, tmp_
     path.write_text("doc_id,text\n1,not parquet\n")
     with pytest.raises(ConfigError, match="notes.parquet: cannot read as Parquet"):
         load_documents(CorpusRef(path=path, format="parquet"))
+
+
+def test_a_folder_of_links_to_annotation_folders_reads_them_all(ray_session, tmp_path):
+    """Two corpora trained on at once (jobs/configs/experiments/tang-both-corpora.yaml): a
+    folder holding a link to each one's annotation folder, both with a shard-00000."""
+    for corpus in ("first", "second"):
+        rows = [{"note_id": f"{corpus}-{i}", "text": "note", "entities": [], "status": "ok"}
+                for i in range(3)]  # fmt: skip
+        (tmp_path / corpus).mkdir()
+        table = pa.Table.from_pylist(rows, schema=ANNOTATIONS)
+        pq.write_table(table, tmp_path / corpus / "shard-00000.parquet")
+        (tmp_path / "both").mkdir(exist_ok=True)
+        (tmp_path / "both" / corpus).symlink_to(tmp_path / corpus)
+
+    ds, counts = load_documents(CorpusRef(path=tmp_path / "both", format="parquet"))
+
+    assert (counts.rows, counts.used) == (6, 6)
+    assert {d["doc_id"] for d in ds.take_all()} == {f"{c}-{i}" for c in ("first", "second")
+                                                     for i in range(3)}  # fmt: skip

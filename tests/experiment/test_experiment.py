@@ -15,9 +15,10 @@ import pytest
 import yaml
 
 from raysynth.cli import main
+from raysynth.config import load_config
 from raysynth.errors import ConfigError
 from raysynth.experiment.config import load_grid
-from raysynth.experiment.plan import build_plan
+from raysynth.experiment.plan import build_plan, corpus_notes, describe_plan, notes_needed
 from raysynth.experiment.runner import run_plan
 from tests.helpers import DISEASES, OTHERS, TWO_WORD_DISEASES, write_easy_corpus
 
@@ -266,6 +267,28 @@ def test_plan_shares_generation_and_annotation(tmp_path):
     assert all(a.folder.is_relative_to(plan.grid.exp_dir) for a in plan.annotations)
 
 
+def test_a_run_generates_and_labels_only_as_far_as_its_cells_need(tmp_path):
+    """--only a small cell does not pay for the grid's largest size, and the labels' digest
+    leaves the size out, so a larger run later extends the same annotation."""
+    grid = tiny_grid(tmp_path, LOCAL, None, baselines={})
+    plan = build_plan(load_grid(write_grid(tmp_path, grid)))
+    small = plan.only(["base-n4-plain-minilm"])
+    needed = notes_needed(small.cells)
+    assert needed == {small.annotations[0].folder: 4}
+    assert corpus_notes(small.corpora[0], small.annotations, needed) == 4
+    assert notes_needed(plan.cells) == {a.folder: 8 for a in plan.annotations}
+    assert small.corpora[0].generate_at(4).recipe.num_notes == 4
+    assert "  base: 4 notes" in describe_plan(small)
+
+    grid["sizes"] = [4]
+    fewer = build_plan(load_grid(write_grid(tmp_path, grid)))
+    assert fewer.corpora[0].generate.recipe.num_notes == 4
+    assert [a.digest for a in fewer.annotations] == [a.digest for a in plan.annotations]
+    grid["annotators"]["plain"] = grid["annotators"]["hints"]
+    other = build_plan(load_grid(write_grid(tmp_path, grid)))
+    assert other.annotations[0].digest != plan.annotations[0].digest
+
+
 def test_plan_axes_multiply_and_only_keeps_what_a_cell_needs(tmp_path, tiny_bert):
     grid = tiny_grid(
         tmp_path,
@@ -316,6 +339,14 @@ def test_paper_configs_load(paper):
     assert len(plan.corpora) == len(grid.recipes) * len(grid.seeds)
 
 
+def test_the_both_corpora_run_trains_and_scores_as_tang_does():
+    """RESULTS.md compares tang-both-corpora.yaml's model with tang.yaml's cells."""
+    folder = REPO / "jobs" / "configs" / "experiments"
+    both, grid = load_config(folder / "tang-both-corpora.yaml"), load_grid(folder / "tang.yaml")
+    assert both.train.model_copy(update={"data": None}) == grid.base.train
+    assert (both.test_sets, both.evaluate) == (grid.base.test_sets, grid.base.evaluate)
+
+
 def test_suvalov_scores_bc5cdr_with_the_type_map():
     grid = load_grid(REPO / "jobs" / "configs" / "experiments" / "suvalov.yaml")
     sentences, abstracts = grid.base.test_sets
@@ -329,7 +360,7 @@ def test_cli_plan(tmp_path, capsys):
     grid = tiny_grid(tmp_path, LOCAL, None)
     assert main(["experiment", str(write_grid(tmp_path, grid)), "--plan"]) == 0
     out = capsys.readouterr().out
-    assert "1 generation(s), at 8 notes each" in out
+    assert "1 generation(s):\n  base: 8 notes" in out
     assert "5 training(s) + evaluation(s)" in out  # 4 cells + the supervised baseline
 
 

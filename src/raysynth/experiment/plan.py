@@ -1,11 +1,12 @@
 """The plan of a grid: which corpora, annotations, trainings and baselines it takes, and where
 each one lives. This is the one place that decides what cells share:
 
-- one corpus per (recipe, seed), generated at the largest size: note_ids do not depend on
-  `num_notes` and shard k holds notes k*shard_rows.., so size N is the first N/shard_rows
-  shards of it;
-- one annotation per (corpus, annotator), at the largest size, serving every size and
-  backbone: a cell trains on a folder of links to its first N/shard_rows annotation shards;
+- one corpus per (recipe, seed): note_ids do not depend on `num_notes` and shard k holds
+  notes k*shard_rows.., so size N is the first N/shard_rows shards of it, and a run
+  generates only as far as the largest size its pending cells need (`notes_needed`): `--only`
+  a small cell does not pay for the grid's largest, and a later, larger run extends it;
+- one annotation per (corpus, annotator), serving every size and backbone the same way: a
+  cell trains on a folder of links to its first N/shard_rows annotation shards;
 - every annotation of the experiment runs in the experiment folder, so they share one LLM
   response cache (`<experiment>/llm-cache`).
 
@@ -37,7 +38,7 @@ def digest(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Corpus:
-    """One generated corpus (recipe, seed) at the grid's largest size."""
+    """One generated corpus (recipe, seed); `generate` asks for the grid's largest size."""
 
     name: str
     recipe: str
@@ -50,12 +51,14 @@ class Corpus:
         count = size // self.generate.shard_rows
         return [self.run_dir / "generate" / "notes" / shard_name(i) for i in range(count)]
 
+    def generate_at(self, size: int) -> GenerateConfig:
+        """The corpus's generate settings for its first `size` notes."""
+        recipe = self.generate.recipe.model_copy(update={"num_notes": size})
+        return self.generate.model_copy(update={"recipe": recipe, "num_notes": size})
+
     def settings(self, size: int) -> dict[str, Any]:
         """What decides the first `size` notes (not how many more the corpus has)."""
-        recipe = self.generate.recipe.model_copy(update={"num_notes": size})
-        return self.generate.model_copy(update={"recipe": recipe, "num_notes": size}).model_dump(
-            mode="json"
-        )
+        return self.generate_at(size).model_dump(mode="json")
 
 
 @dataclass(frozen=True)
@@ -71,11 +74,15 @@ class Annotation:
     def out_dir(self) -> Path:
         return self.folder / "annotations"
 
-    def digest(self, size: int) -> str:
-        """What decides the labels of the first `size` notes: a stored annotation made with
-        another digest is stale, even where its shards exist."""
-        annotate = self.config.model_dump(mode="json")
-        return digest({"generate": self.corpus.settings(size), "annotate": annotate})
+    @property
+    def digest(self) -> str:
+        """What decides the labels: a stored annotation made with another digest is stale,
+        even where its shards exist. The number of notes is left out (no note depends on
+        it), so a larger size adds shards to the same annotation."""
+        generate = self.corpus.generate.model_dump(
+            mode="json", exclude={"num_notes": True, "recipe": {"num_notes"}}
+        )
+        return digest({"generate": generate, "annotate": self.config.model_dump(mode="json")})
 
     def subset(self, size: int) -> Path:
         """Folder of links to the annotation shards of the first `size` notes."""
@@ -164,6 +171,17 @@ class Plan:
             cells=cells,
             baselines=[b for b in self.baselines if b.name in names],
         )
+
+
+def notes_needed(cells: list[Cell]) -> dict[Path, int]:
+    """Annotation folder -> how many notes of its corpus these cells train on (a student
+    trains on its teacher's)."""
+    needed: dict[Path, int] = {}
+    for cell in cells:
+        if cell.annotation is not None and cell.size is not None:
+            folder = cell.annotation.folder
+            needed[folder] = max(needed.get(folder, 0), cell.size)
+    return needed
 
 
 def build_plan(grid: Grid) -> Plan:
@@ -339,12 +357,22 @@ def _llm(grid: Grid) -> list[ScoredBaseline]:
 def describe_plan(plan: Plan) -> str:
     """What a run would do, shared stages first: the output of `--plan`."""
     lines = [f"experiment {plan.grid.name} in {plan.grid.exp_dir}"]
-    lines.append(f"{len(plan.corpora)} generation(s), at {max(plan.grid.sizes)} notes each:")
-    lines += [f"  {c.name}" for c in plan.corpora]
+    needed = notes_needed(plan.cells)
+    lines.append(f"{len(plan.corpora)} generation(s):")
+    lines += [
+        f"  {c.name}: {corpus_notes(c, plan.annotations, needed)} notes" for c in plan.corpora
+    ]
     lines.append(f"{len(plan.annotations)} annotation(s):")
-    lines += [f"  {a.corpus.name} / {a.annotator}" for a in plan.annotations]
+    lines += [
+        f"  {a.corpus.name} / {a.annotator}: {needed[a.folder]} notes" for a in plan.annotations
+    ]
     lines.append(f"{len(plan.cells)} training(s) + evaluation(s):")
     lines += [f"  {c.name}" for c in plan.cells]
     lines.append(f"{len(plan.baselines)} scored baseline(s):")
     lines += [f"  {b.name}" for b in plan.baselines]
     return "\n".join(lines)
+
+
+def corpus_notes(corpus: Corpus, annotations: list[Annotation], needed: dict[Path, int]) -> int:
+    """How many notes of `corpus` its annotations need (`notes_needed`)."""
+    return max(needed[a.folder] for a in annotations if a.corpus.run_dir == corpus.run_dir)

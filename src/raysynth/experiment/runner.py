@@ -24,7 +24,15 @@ from typing import Any
 
 from raysynth.dataset import scored_ref
 from raysynth.errors import RaysynthError
-from raysynth.experiment.plan import Annotation, Cell, Corpus, Plan, ScoredBaseline
+from raysynth.experiment.plan import (
+    Annotation,
+    Cell,
+    Corpus,
+    Plan,
+    ScoredBaseline,
+    corpus_notes,
+    notes_needed,
+)
 from raysynth.runtime import ray_session
 
 MARKER = "experiment.json"
@@ -104,16 +112,18 @@ def run_plan(plan: Plan, only: list[str] | None = None) -> ExperimentResult:
     selected = plan.only(only)
     pending = [c for c in selected.cells if previous(c.run_dir, c.digest, c.train_digest) is None]
     to_train = [c for c in pending if _marker(c.run_dir).get("trained") is None]
-    needed = {c.annotation.folder for c in to_train if c.annotation}
+    needed = notes_needed(to_train)
     annotations = [a for a in selected.annotations if a.folder in needed]
     corpora = {a.corpus.name: a.corpus for a in annotations}
-    largest = max(plan.grid.sizes)
     with ray_session():
         for corpus in corpora.values():
-            _timed(result.outcomes, f"generate {corpus.name}", lambda c=corpus: _generate(c))
+            size = corpus_notes(corpus, annotations, needed)
+            _timed(
+                result.outcomes, f"generate {corpus.name}", lambda c=corpus, n=size: _generate(c, n)
+            )
         for ann in annotations:
             name = f"annotate {ann.corpus.name}/{ann.annotator}"
-            _timed(result.outcomes, name, lambda a=ann: _annotate(a, root, largest))
+            _timed(result.outcomes, name, lambda a=ann: _annotate(a, root, needed[a.folder]))
         for cell in selected.cells:
             _run_cell(result.outcomes, cell, plan)
         for baseline in selected.baselines:
@@ -123,10 +133,10 @@ def run_plan(plan: Plan, only: list[str] | None = None) -> ExperimentResult:
     return result
 
 
-def _generate(corpus: Corpus) -> str:
+def _generate(corpus: Corpus, size: int) -> str:
     from raysynth.generate.stage import generate
 
-    done = generate(corpus.generate, corpus.run_dir)
+    done = generate(corpus.generate_at(size), corpus.run_dir)
     c = done.counts
     return (
         f"{c['rows']} notes ({c['ok']} ok, {c['failed']} failed, {c['removed']} removed); "
@@ -134,16 +144,16 @@ def _generate(corpus: Corpus) -> str:
     )
 
 
-def _annotate(annotation: Annotation, root: Path, largest: int) -> str:
-    """Annotate the corpus's note shards up to the largest size; the experiment folder is
-    the run folder, so every annotation uses the one response cache there."""
+def _annotate(annotation: Annotation, root: Path, size: int) -> str:
+    """Annotate the corpus's first `size` notes; the experiment folder is the run folder, so
+    every annotation uses the one response cache there."""
     from raysynth.annotate.stage import annotate
 
-    inputs = annotation.corpus.note_shards(largest)
+    inputs = annotation.corpus.note_shards(size)
     missing = [p.name for p in inputs if not p.is_file()]
     if missing:
         raise RaysynthError(f"no notes {', '.join(missing)}: the generate stage failed")
-    _start_annotation(annotation, annotation.digest(largest))
+    _start_annotation(annotation, annotation.digest)
     done = annotate(annotation.config, inputs, annotation.out_dir, root, real_text=False)
     c = done.counts
     return (
