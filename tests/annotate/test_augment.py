@@ -222,5 +222,5 @@ def test_augment_config_errors(tmp_path, kb):
     with pytest.raises(ValueError, match="modifier: needs at least one of `modifiers`"):
         AugmentConfig(modifier=0.2, modifiers=[])
     missing = {"Disease": [{"path": str(tmp_path / "nowhere.txt")}]}
-    with pytest.raises(ConfigError, match="augment.Disease.lexicons.0.path: no such lexicon"):
+    with pytest.raises(ConfigError, match="augment.lexicons.Disease.0.path: no such lexicon"):
         Augmenter(AugmentConfig(lexicons=missing), kb, seed=0)

@@ -131,3 +131,21 @@ def test_dictionary_baseline_on_ncbi_disease_dev(shared_data):
     assert built < 10 and result.match_seconds < 5
     plain = DictionaryMatcher.from_lexicons({"Disease": [lexicon]}, LexiconFilters(), False)
     assert dictionary_baseline(docs, plain).scores.seqeval_strict.overall.f1 < strict.f1
+
+
+def test_lexicon_errors_name_the_list_in_the_config(tmp_path):
+    """An error names the config's own path to the file (kb.lexicons.<label>.<i>), whichever
+    section lists it: the kb, or self-training's negatives."""
+    from raysynth.errors import ConfigError
+    from raysynth.selftrain import SelfTrainingConfig
+
+    missing = [LexiconFile(path=tmp_path / "a.txt"), LexiconFile(path=tmp_path / "b.txt")]
+    (tmp_path / "a.txt").write_text("gout\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^kb\.lexicons\.Disease\.1\.path: no such lexicon"):
+        DictionaryMatcher.from_lexicons({"Disease": missing}, None)
+    (tmp_path / "empty.txt").write_text("\n", encoding="utf-8")
+    negatives = SelfTrainingConfig(
+        text={"path": tmp_path / "a.txt"}, negatives=[{"path": tmp_path / "empty.txt"}]
+    )
+    with pytest.raises(ConfigError, match=r"^self_training\.negatives: no usable term left"):
+        negatives.negative_terms()

@@ -146,11 +146,12 @@ class Augmenter:
         from raysynth.generate.lexicon import load_lexicon, load_terms
 
         lexicons = config.lexicons or (kb.lexicons if kb is not None else {})
+        where = "augment.lexicons" if config.lexicons else "kb.lexicons"
         self.config = config
         self.seed = seed
         weighting = (config.weighting, config.weight_power)
         self.lexicons = {
-            label: load_lexicon(files, config.filters, *weighting, field=f"augment.{label}")
+            label: load_lexicon(files, config.filters, *weighting, field=f"{where}.{label}")
             for label, files in lexicons.items()
         }
         self.by_last_word = {

@@ -163,11 +163,12 @@ def _load(files, filters, weighting: str, power: float, field: str) -> Lexicon:
 def load_terms(files, filters, *, field: str) -> list[str]:
     """The filtered, de-duplicated terms of one entity type, in file order: the one reading
     path for generation's seeds and annotation's dictionary, so both see the same terms.
-    `filters` None keeps every term. Errors name `field` and the file."""
+    `filters` None keeps every term. Errors name `field`, the list of `files` in the config
+    (`kb.lexicons.Disease`), and the file."""
     seen: set[str] = set()
     terms: list[str] = []
     for i, spec in enumerate(files):
-        where = f"{field}.lexicons.{i}"
+        where = f"{field}.{i}"
         try:
             raw = read_terms(spec)
         except FileNotFoundError:
@@ -185,5 +186,5 @@ def load_terms(files, filters, *, field: str) -> list[str]:
                 terms.append(term)
     if not terms:
         names = ", ".join(str(f.path) for f in files)
-        raise ConfigError(f"{field}.lexicons: no usable term left in {names} after filtering")
+        raise ConfigError(f"{field}: no usable term left in {names} after filtering")
     return terms

@@ -237,7 +237,7 @@ class Recipe(TermSampling):
                 self.filters,
                 self.weighting,
                 self.weight_power,
-                field=f"{where}.{kind}.{i}",
+                field=f"{where}.{kind}.{i}.lexicons",
             )
             for i, source in enumerate(getattr(self, kind))
         ]
