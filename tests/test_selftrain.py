@@ -176,7 +176,7 @@ def test_run_self_trains_in_rounds_and_a_rerun_redoes_nothing(
         (lambda c: c["self_training"].update(text="nowhere.jsonl"), "self_training.text: "),
         (
             lambda c: c["self_training"].update(negatives=[{"path": "none.txt"}]),
-            "self_training.negatives.0.path: no such file",
+            "self_training.negatives.0.path: no such lexicon file",
         ),
         (
             lambda c: c["self_training"].update(synthetic=True),

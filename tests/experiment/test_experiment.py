@@ -202,7 +202,7 @@ LOCAL = {"kind": "local"}
                     "negatives": [{"path": "genes.txt"}],
                 }
             },
-            r"self_training\.negatives\.0\.path: no such file .*genes\.txt",
+            r"self_training\.negatives\.0\.path: no such lexicon file .*genes\.txt",
         ),
         (
             {"self_training": {"text": "test.tsv", "teachers": ["base-n4-plain-minilm-self"]}},

@@ -184,6 +184,11 @@ def notes_needed(cells: list[Cell]) -> dict[Path, int]:
     return needed
 
 
+def corpus_notes(corpus: Corpus, annotations: list[Annotation], needed: dict[Path, int]) -> int:
+    """How many notes of `corpus` its annotations need (`notes_needed`)."""
+    return max(needed[a.folder] for a in annotations if a.corpus.run_dir == corpus.run_dir)
+
+
 def build_plan(grid: Grid) -> Plan:
     """Every job of the grid, each once, in the order they must run."""
     root = grid.exp_dir
@@ -371,8 +376,3 @@ def describe_plan(plan: Plan) -> str:
     lines.append(f"{len(plan.baselines)} scored baseline(s):")
     lines += [f"  {b.name}" for b in plan.baselines]
     return "\n".join(lines)
-
-
-def corpus_notes(corpus: Corpus, annotations: list[Annotation], needed: dict[Path, int]) -> int:
-    """How many notes of `corpus` its annotations need (`notes_needed`)."""
-    return max(needed[a.folder] for a in annotations if a.corpus.run_dir == corpus.run_dir)
